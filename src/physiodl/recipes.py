@@ -1,0 +1,304 @@
+"""Recipes: TOML files validated into a `RecipeConfig` before any work starts.
+
+A recipe names a dataset, its features, a split, a training setup and one or more models.
+Every table forbids unknown keys, so a typo is an error that names the key, not a new key.
+Per-model ``train`` and ``features`` tables are partial overrides of the recipe's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from physiodl.errors import RecipeError
+
+TaskKind = Literal["classification", "regression", "detection", "forecasting"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which dataset to load, from where, and with which loader options."""
+
+    dataset: str
+    path: str | None = None
+    classes: list[str] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitConfig(_Strict):
+    """How records are divided into training, validation (and test) parts."""
+
+    kind: Literal["random", "stratified", "grouped", "kfold", "chronological"] = "stratified"
+    validation: float = Field(0.2, gt=0.0, lt=1.0)
+    test: float = Field(0.0, ge=0.0, lt=1.0)
+    k: int | None = Field(None, ge=2)
+    fold: int = Field(0, ge=0)
+
+
+class SpectrogramConfig(_Strict):
+    nperseg: int = Field(32, ge=4)
+    noverlap: int = Field(4, ge=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _overlap_below_segment(self) -> SpectrogramConfig:
+        if self.noverlap >= self.nperseg:
+            raise ValueError(f"noverlap ({self.noverlap}) must be below nperseg ({self.nperseg})")
+        return self
+
+
+class ChunkConfig(_Strict):
+    """Windows the model sees: ``length`` time steps of the (feature) signal.
+
+    ``random = true`` draws a fresh random window per training record every epoch (the seed's
+    random-chunk augmentation); otherwise all non-overlapping windows are used. Evaluation always
+    slides windows of the same length with ``eval_stride`` (default: the length) over each record.
+    """
+
+    length: int | None = Field(40, ge=1)
+    random: bool = False
+    stride: int | None = Field(None, ge=1)
+    eval_stride: int | None = Field(None, ge=1)
+
+
+class FeaturesConfig(_Strict):
+    """Preprocessing applied to every record, identically at training and prediction time."""
+
+    resample: float | None = Field(None, gt=0)
+    bandpass: tuple[float, float] | None = None
+    spectrogram: SpectrogramConfig | None = None
+    normalise: Literal["per_frequency", "per_channel", "global", "none"] = "per_channel"
+    chunks: ChunkConfig = ChunkConfig()
+    balance: Literal["oversample", "class_weights", "none"] = "oversample"
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class TrainConfig(_Strict):
+    """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched."""
+
+    batch_size: int = Field(192, ge=1)
+    max_epochs: int = Field(20, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: Literal["none", "onecycle", "cosine"] = "none"
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
+    gradient_clip: float | None = Field(None, gt=0)
+    num_workers: int = Field(0, ge=0)
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    """One model of the comparison: a registry ``arch`` with its own label and overrides."""
+
+    name: str
+    arch: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    features: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
+        return name
+
+
+class RecipeConfig(_Strict):
+    """A whole study: data, split, features, training and the models to compare."""
+
+    name: str
+    description: str = ""
+    seed: int = 12345
+    task: TaskKind = "classification"
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    train: TrainConfig = TrainConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+    quick: dict[str, Any] = Field(
+        default_factory=dict, description="dotted overrides applied by --quick"
+    )
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> RecipeConfig:
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def model_train(self, model: ModelConfig) -> TrainConfig:
+        """The training setup of one model: the recipe's, updated by the model's overrides."""
+        merged = _deep_merge(self.train.model_dump(), model.train)
+        return _validate(TrainConfig, merged, f"models.{model.name}.train")
+
+    def model_features(self, model: ModelConfig) -> FeaturesConfig:
+        """The features of one model: the recipe's, updated by the model's overrides."""
+        merged = _deep_merge(self.features.model_dump(), model.features)
+        return _validate(FeaturesConfig, merged, f"models.{model.name}.features")
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise RecipeError(
+            f"no model {name!r} in recipe {self.name!r}; models: "
+            + ", ".join(m.name for m in self.models)
+        )
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, *, quick: bool = False
+) -> RecipeConfig:
+    """Read, override and validate a recipe file.
+
+    ``overrides`` are ``key=value`` strings (``train.max_epochs=3``, ``trainer.devices=2``); values
+    are parsed as TOML (``3``, ``0.1``, ``true``, ``"ddp"``, ``[1, 2]``), bare words as strings.
+    ``quick`` first applies the recipe's own ``[quick]`` overrides.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path} is not valid TOML: {err}") from err
+    return recipe_from_dict(raw, overrides, quick=quick, source=str(path))
+
+
+def recipe_from_dict(
+    raw: dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    quick: bool = False,
+    source: str = "recipe",
+) -> RecipeConfig:
+    """Validate a recipe given as a dict (see `load_recipe`)."""
+    raw = copy.deepcopy(raw)
+    if quick:
+        for key, value in raw.get("quick", {}).items():
+            _apply_override(raw, key, value)
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r} is not of the form key=value")
+        _apply_override(raw, key.strip(), parse_value(text.strip()))
+    config = _validate(RecipeConfig, raw, source)
+    for model in config.models:
+        config.model_train(model)
+        config.model_features(model)
+    return config
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML (numbers, booleans, strings, arrays), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def recipe_to_toml(config: RecipeConfig) -> str:
+    """The resolved recipe as TOML text (written into every run directory)."""
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+
+
+_SECTION_ALIASES = ("train", "features", "data", "split")
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted ``key`` in ``raw``.
+
+    ``models.<name>.`` addresses one model by its name, ``models.*.`` every model; a key that
+    is not top-level is looked up in the sections: ``trainer.devices`` is ``train.trainer.devices``.
+    """
+    parts = key.split(".")
+    top_level = set(RecipeConfig.model_fields)
+    if parts[0] not in top_level:
+        sections = [s for s in _SECTION_ALIASES if parts[0] in _model_fields_of(s)]
+        if len(sections) != 1:
+            raise RecipeError(
+                f"override key {key!r}: {parts[0]!r} is not a recipe key; "
+                f"top-level keys: {', '.join(sorted(top_level))}"
+            )
+        parts = [sections[0], *parts]
+    node: Any = raw
+    if parts[0] == "models" and len(parts) > 2 and not parts[1].isdigit():
+        if parts[1] == "*":
+            for model in raw.get("models", []):
+                _set_path(model, parts[2:], value, key)
+            return
+        matches = [m for m in raw.get("models", []) if m.get("name") == parts[1]]
+        if not matches:
+            names = ", ".join(str(m.get("name")) for m in raw.get("models", []))
+            raise RecipeError(f"override key {key!r}: no model named {parts[1]!r}; models: {names}")
+        node, parts = matches[0], parts[2:]
+    _set_path(node, parts, value, key)
+
+
+def _set_path(node: Any, parts: list[str], value: Any, key: str) -> None:
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(part, node, key)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict | list):
+            raise RecipeError(f"override key {key!r}: {part!r} is a value, not a table")
+    if isinstance(node, list):
+        node[_list_index(parts[-1], node, key)] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _list_index(part: str, items: list[Any], key: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise RecipeError(f"override key {key!r}: {part!r} is not an index below {len(items)}")
+    return int(part)
+
+
+def _model_fields_of(section: str) -> set[str]:
+    annotation = RecipeConfig.model_fields[section].annotation
+    return set(getattr(annotation, "model_fields", {}))
+
+
+def _validate(model: type[_Strict], data: dict[str, Any], where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(_explain(err, where)) from None
+
+
+def _explain(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid recipe"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key {loc!r}; check the spelling (see docs/recipes.md)")
+        else:
+            shown = e.get("input")
+            got = "" if isinstance(shown, dict) else f" (got {shown!r})"
+            lines.append(f"  - {loc}: {e['msg']}{got}")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
