@@ -1,0 +1,47 @@
+"""Seeded augmentations of numpy batches ``(n, channels, time)``; each returns a new float32 array.
+
+Random chunks (the seed's augmentation) live in `physiodl.transforms.windows`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from physiodl.errors import RecipeError
+
+
+def amplitude_scale(
+    x: np.ndarray, rng: np.random.Generator, low: float = 0.8, high: float = 1.2
+) -> np.ndarray:
+    """Multiply each example by one factor drawn uniformly from ``[low, high)``."""
+    if not 0 < low <= high:
+        raise RecipeError(f"amplitude_scale: need 0 < low <= high, got low={low}, high={high}")
+    x = _batch(x)
+    factors = rng.uniform(low, high, size=(x.shape[0], 1, 1))
+    return (x * factors).astype(np.float32)
+
+
+def add_noise(x: np.ndarray, rng: np.random.Generator, relative_std: float = 0.05) -> np.ndarray:
+    """Add Gaussian noise: ``relative_std`` times each example's per-channel standard deviation."""
+    if relative_std < 0:
+        raise RecipeError(f"add_noise: relative_std={relative_std} must not be negative")
+    x = _batch(x)
+    scale = relative_std * x.std(axis=2, keepdims=True)
+    return (x + rng.standard_normal(x.shape) * scale).astype(np.float32)
+
+
+def time_shift(x: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
+    """Roll each example circularly in time by a shift drawn from ``[-max_shift, max_shift]``."""
+    if max_shift < 0:
+        raise RecipeError(f"time_shift: max_shift={max_shift} must not be negative")
+    x = _batch(x)
+    shifts = rng.integers(-max_shift, max_shift + 1, size=x.shape[0])
+    steps = (np.arange(x.shape[2])[None, :] - shifts[:, None]) % x.shape[2]
+    return np.take_along_axis(x, steps[:, None, :], axis=2).astype(np.float32)
+
+
+def _batch(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"augmentations take (n, channels, time) batches, got shape {x.shape}")
+    return x
