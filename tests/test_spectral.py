@@ -64,7 +64,9 @@ def test_each_record_equals_scipy_on_its_own_real_length(monkeypatch) -> None:
     out = spectrogram(ss)
     for x, y, n in zip(ss.signals, out.signals, lengths, strict=True):
         assert y.shape == (17, spectrogram_frames(n, 32, 4))
-        assert y.dtype == np.float32
+        # contiguous, in a float32 batch of at most two records (not scipy's complex buffer)
+        assert y.dtype == y.base.dtype == np.float32 and y.flags.c_contiguous
+        assert y.base.shape[0] <= 2
         np.testing.assert_allclose(y, scipy_reference(x, 300.0), rtol=1e-5, atol=1e-12)
     # the seed's padded version has frames beyond the record's end; ours does not
     padded = scipy_reference(ss.padded()[1], 300.0)

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -79,14 +80,12 @@ def cached_signalset(
     expected = canonical_json(key)
     if path.is_file():
         try:
-            ss, stored = _read(path)
+            ss = _read(path, expected)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as err:
-            warnings.warn(f"feature cache {path} is unreadable ({err}); recomputing", stacklevel=2)
+            warnings.warn(f"feature cache {path} is unusable ({err}); recomputing", stacklevel=2)
         else:
-            if stored == expected:
-                log.info("features loaded from cache %s", path)
-                return ss
-            warnings.warn(f"feature cache {path} holds another key; recomputing", stacklevel=2)
+            log.info("features loaded from cache %s", path)
+            return ss
     ss = compute()
     try:
         save_signalset(ss, path, key_json=expected)
@@ -119,19 +118,20 @@ def save_signalset(ss: SignalSet, path: str | Path, *, key_json: str = "") -> No
 
 def load_signalset(path: str | Path) -> SignalSet:
     """Read a file written by `save_signalset`."""
-    return _read(Path(path))[0]
+    return _read(Path(path))
 
 
-def _read(path: Path) -> tuple[SignalSet, str]:
+def _read(path: Path, key_json: str | None = None) -> SignalSet:
+    """The stored `SignalSet`; a `ValueError` if the file is damaged or holds another key."""
     with np.load(path, allow_pickle=False) as z:
         if int(z["cache_format"]) != CACHE_FORMAT:
             raise ValueError(f"cache format {int(z['cache_format'])}, expected {CACHE_FORMAT}")
+        if key_json is not None and str(z["key"]) != key_json:
+            raise ValueError("the file holds another key")
         channels = tuple(str(c) for c in z["channels"])
         lengths = z["lengths"]
-        data = z["data"]
         offsets = np.concatenate([[0], np.cumsum(lengths * len(channels))])
-        if offsets[-1] != data.size:
-            raise ValueError(f"{data.size} samples stored, lengths say {offsets[-1]}")
+        data = _read_stored_float32(path, z.zip.getinfo("data.npy"), int(offsets[-1]))
         signals = [
             data[a:b].reshape(len(channels), n)
             for (a, b), n in zip(itertools.pairwise(offsets), lengths, strict=True)
@@ -144,7 +144,7 @@ def _read(path: Path) -> tuple[SignalSet, str]:
             bounds = np.concatenate([[0], np.cumsum(z["target_lengths"])])
             values = z["target_data"]
             targets = [values[a:b] for a, b in itertools.pairwise(bounds)]
-        ss = SignalSet(
+        return SignalSet(
             signals=signals,
             fs=float(z["fs"]),
             channels=channels,
@@ -154,7 +154,28 @@ def _read(path: Path) -> tuple[SignalSet, str]:
             groups=z["groups"] if "groups" in z.files else None,
             meta=json.loads(str(z["meta"])),
         )
-        return ss, str(z["key"])
+
+
+def _read_stored_float32(path: Path, info: zipfile.ZipInfo, count: int) -> np.ndarray:
+    """An uncompressed ``.npy`` member read straight from the file (no zip stream, no CRC pass)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{info.filename} is compressed")
+    with path.open("rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"no local zip header for {info.filename}")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_length + extra_length)
+        if np.lib.format.read_magic(fh) != (2, 0):
+            raise ValueError(f"{info.filename} is not a version 2.0 .npy")
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        if shape != (count,) or dtype != np.float32:
+            raise ValueError(f"{info.filename} holds {shape} {dtype}, expected ({count},) float32")
+        data = np.fromfile(fh, dtype=np.float32, count=count)
+    if data.size != count:
+        raise ValueError(f"{info.filename} is truncated: {data.size} of {count} samples")
+    return data
 
 
 def _metadata_arrays(ss: SignalSet, key_json: str) -> dict[str, np.ndarray]:

@@ -19,18 +19,20 @@ def map_by_length(
     signals: Sequence[np.ndarray],
     fn: Callable[[np.ndarray], np.ndarray],
     *,
-    max_elements: int = MAX_BATCH_ELEMENTS,
+    max_elements: int | None = None,
 ) -> list[np.ndarray]:
     """Apply ``fn`` to records stacked by equal length, in batches of bounded size.
 
     Args:
         signals: ``(channels, time)`` arrays.
         fn: maps a ``(batch, channels, time)`` stack to one result per record along axis 0.
-        max_elements: at most this many input elements per call (one record at least).
+        max_elements: at most this many input elements per call (one record at least);
+            default `MAX_BATCH_ELEMENTS`.
 
     Returns:
         ``fn``'s result for each record, in the order of ``signals``.
     """
+    max_elements = max_elements or MAX_BATCH_ELEMENTS
     lengths = np.array([x.shape[-1] for x in signals], dtype=np.int64)
     out: list[np.ndarray] = [np.empty(0)] * len(signals)
     for length in np.unique(lengths):

@@ -66,7 +66,8 @@ def spectrogram(
         if log:
             np.log1p(sxx, out=sxx)
         n, channels, n_freq, frames = sxx.shape
-        return sxx.reshape(n, channels * n_freq, frames)
+        # scipy returns a strided view into a larger complex buffer: copy out contiguous records
+        return np.ascontiguousarray(sxx.reshape(n, channels * n_freq, frames))
 
     return ss.with_signals(
         map_by_length(ss.signals, power),
