@@ -30,7 +30,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import signal as sps
 
 from physiodl.errors import RecipeError
 from physiodl.signalset import SignalSet
@@ -160,6 +159,8 @@ def _render_beats(
 
 def _noise_artefacts(n: int, fs: float, rng: np.random.Generator) -> np.ndarray:
     """Motion artefact (low-pass noise) plus bursts of muscle (white) noise."""
+    from scipy import signal as sps  # imported here: scipy.signal is slow to import
+
     cutoff = min(rng.uniform(1.0, 10.0), 0.4 * fs)
     motion = sps.sosfilt(sps.butter(2, cutoff, fs=fs, output="sos"), rng.standard_normal(n))
     motion *= rng.uniform(0.3, 1.0) / (motion.std() + 1e-12)
