@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from physiodl.errors import CheckpointError, DataError, RecipeError
 from physiodl.signalset import SignalSet
+from physiodl.transforms.filters import MAX_BATCH_ELEMENTS
 
 #: Recipe names for the kinds; ``per_frequency`` is ``per_channel`` on a spectrogram.
 KINDS = {"per_channel": "per_channel", "per_frequency": "per_channel", "global": "global"}
@@ -28,8 +30,9 @@ class Normaliser:
 
     def apply_array(self, x: np.ndarray) -> np.ndarray:
         """Normalise an array ``(..., channels, time)``; float32."""
-        x = np.asarray(x, dtype=np.float32)
-        return (x - self.mean[:, None]) / self.std[:, None]
+        out = np.subtract(x, self.mean[:, None], dtype=np.float32)
+        out /= self.std[:, None]
+        return out
 
     def apply(self, ss: SignalSet) -> SignalSet:
         """Every record normalised; the channels must be those the statistics were fitted on."""
@@ -74,8 +77,8 @@ class Normaliser:
 def fit_normaliser(ss: SignalSet, kind: str = "per_channel") -> Normaliser:
     """Mean and standard deviation over all real time steps of the records in ``ss``.
 
-    Pass the training records only. Statistics are exact: each record's count, mean and sum of
-    squared deviations (float64) are combined, so lengths may differ and nothing is padded.
+    Pass the training records only. Statistics are exact: the count, mean and sum of squared
+    deviations (float64) of batches of whole records are combined, so nothing is padded.
     A channel with zero variance gets ``std = 1``.
 
     Args:
@@ -90,9 +93,16 @@ def fit_normaliser(ss: SignalSet, kind: str = "per_channel") -> Normaliser:
     blocks = [x.reshape(rows, -1) for x in ss.signals if x.shape[1] > 0]
     if not blocks:
         raise DataError("cannot fit a normaliser: no record has any time steps")
-    counts = np.array([b.shape[1] for b in blocks], dtype=np.float64)[:, None]
-    means = np.stack([b.mean(axis=1, dtype=np.float64) for b in blocks])
-    squares = np.stack([_squared_deviations(b, m) for b, m in zip(blocks, means, strict=True)])
+    batch_counts, batch_means, batch_squares = [], [], []
+    for batch in _batches(blocks):
+        joined = np.concatenate(batch, axis=1)
+        batch_mean = joined.mean(axis=1, dtype=np.float64)
+        deviation = joined - batch_mean[:, None]
+        batch_counts.append(joined.shape[1])
+        batch_means.append(batch_mean)
+        batch_squares.append(np.einsum("ct,ct->c", deviation, deviation))
+    counts = np.array(batch_counts, dtype=np.float64)[:, None]
+    means, squares = np.stack(batch_means), np.stack(batch_squares)
     total = counts.sum()
     mean = (counts * means).sum(axis=0) / total
     variance = (squares.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) / total
@@ -110,6 +120,15 @@ def fit_normaliser(ss: SignalSet, kind: str = "per_channel") -> Normaliser:
     )
 
 
-def _squared_deviations(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    deviation = block - mean[:, None]
-    return np.einsum("ct,ct->c", deviation, deviation)
+def _batches(blocks: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """Consecutive blocks of about `MAX_BATCH_ELEMENTS` elements (one block at least)."""
+    batch: list[np.ndarray] = []
+    size = 0
+    for block in blocks:
+        batch.append(block)
+        size += block.size
+        if size >= MAX_BATCH_ELEMENTS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
