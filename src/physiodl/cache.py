@@ -36,7 +36,7 @@ CACHE_FORMAT = 1
 def canonical_json(key: dict[str, Any]) -> str:
     """``key`` as JSON with sorted keys and no spaces (tuples become lists, paths strings)."""
     return json.dumps(
-        {"cache_format": CACHE_FORMAT, **key},
+        {**key, "cache_format": CACHE_FORMAT},
         sort_keys=True,
         separators=(",", ":"),
         allow_nan=False,
