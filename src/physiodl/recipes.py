@@ -79,6 +79,12 @@ class FeaturesConfig(_Strict):
     chunks: ChunkConfig = ChunkConfig()
     balance: Literal["oversample", "class_weights", "none"] = "oversample"
 
+    @field_validator("spectrogram", "bandpass", mode="before")
+    @classmethod
+    def _false_means_off(cls, value: Any) -> Any:
+        """TOML has no null: ``spectrogram = false`` in a model override turns the step off."""
+        return None if value is False else value
+
 
 class OptimizerConfig(_Strict):
     name: Literal["adam", "adamw", "sgd"] = "adam"

@@ -1,0 +1,128 @@
+"""The ``physiodl`` command: run recipes, evaluate and apply checkpoints, manage data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from physiodl import __version__
+from physiodl.errors import PhysioDLError
+
+log = logging.getLogger("physiodl")
+
+EPILOG = """examples:
+  physiodl run recipes/af2017.toml --quick
+  physiodl run recipes/af2017.toml --set train.max_epochs=5 trainer.devices=2 trainer.strategy=ddp
+  physiodl evaluate runs/af2017/<run>/models/resnet/best.ckpt --data-dir path/to/training2017.zip
+  physiodl predict runs/af2017/<run>/models/resnet/best.ckpt A00001.hea my_ecg.csv --fs 250
+  physiodl data info cinc2017
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="physiodl",
+        description="Train, compare and use deep networks on 1-D physiological signals.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"physiodl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_dir_help = "data directory (default: $PHYSIODL_DATA, else the user cache)"
+
+    run = sub.add_parser("run", help="run a recipe: train, evaluate, compare, report")
+    run.add_argument("recipe", type=Path, help="recipe TOML file, e.g. recipes/af2017.toml")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override recipe values, e.g. train.max_epochs=3 trainer.devices=2",
+    )
+    run.add_argument("--quick", action="store_true", help="apply the recipe's [quick] settings")
+    run.add_argument("--resume", action="store_true", help="continue the newest interrupted run")
+    run.add_argument("--models", help="comma-separated model names to run (default: all)")
+    run.add_argument("--data-dir", type=Path, help=data_dir_help)
+    run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
+    run.add_argument("--no-cache", action="store_true", help="recompute features")
+
+    ev = sub.add_parser("evaluate", help="score a checkpoint on labelled data, print JSON")
+    ev.add_argument("checkpoint", type=Path, help="models/<name>/best.ckpt of a run")
+    ev.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="a folder or zip in the dataset's layout (e.g. CinC's training2017.zip)",
+    )
+    ev.add_argument("--out", type=Path, help="also write the JSON to this file")
+
+    pr = sub.add_parser("predict", help="label new recordings of any length")
+    pr.add_argument("checkpoint", type=Path)
+    pr.add_argument("files", type=Path, nargs="+", help="WFDB .hea, .mat, .csv or .npy files")
+    pr.add_argument("--fs", type=float, help="sampling rate in Hz (required for .csv/.npy)")
+    pr.add_argument("--channels", help="comma-separated channel names to use, in order")
+    pr.add_argument("--format", choices=("table", "json"), default="table")
+
+    data = sub.add_parser("data", help="list, inspect and fetch datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_list = data_sub.add_parser("list", help="datasets and what is present locally")
+    data_list.add_argument("--data-dir", type=Path, help=data_dir_help)
+    info = data_sub.add_parser("info", help="one dataset: source, layout, local files")
+    info.add_argument("name")
+    info.add_argument("--data-dir", type=Path, help=data_dir_help)
+    fetch = data_sub.add_parser("fetch", help="download (resumable, checksummed) a dataset")
+    fetch.add_argument("name")
+    fetch.add_argument("--dest", type=Path, help="target folder (default: the data directory)")
+
+    report = sub.add_parser("report", help="(re)write report.html of a run directory")
+    report.add_argument("run_dir", type=Path, help="runs/<recipe>/<run id>")
+
+    models = sub.add_parser("models", help="list registered model architectures")
+    models.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*lstm*'")
+
+    demo = sub.add_parser("demo", help="a minutes-long AF study (synthetic data if none found)")
+    demo.add_argument("--recipe", type=Path, default=Path("recipes/af2017.toml"))
+    demo.add_argument("--data-dir", type=Path, help=data_dir_help)
+    demo.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    from physiodl import commands
+
+    handlers = {
+        "run": commands.run,
+        "evaluate": commands.evaluate,
+        "predict": commands.predict,
+        "data": commands.data,
+        "models": commands.models,
+        "report": commands.report,
+        "demo": commands.demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except PhysioDLError as err:
+        print(f"physiodl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("physiodl: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

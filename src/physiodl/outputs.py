@@ -1,0 +1,146 @@
+"""The files of a run directory besides checkpoints: tables, predictions, examples, metadata."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from physiodl.features import FeaturePipeline
+from physiodl.recipes import RecipeConfig
+from physiodl.signalset import SignalSet
+from physiodl.splits import Split
+from physiodl.tasks import Task
+
+_SUMMARY_COLUMNS = ("arch", "n_params", "best_epoch", "train_seconds", "examples_per_second")
+_LEVEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "cinc_score", "af_f1")
+_REGRESSION_METRICS = ("mae", "rmse", "bias", "within_5", "within_10", "pearson_r")
+
+
+def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per model: summary columns, then chunk- and record-level metrics."""
+    rows = []
+    for name, result in results.items():
+        row: dict[str, Any] = {"model": name}
+        row |= {c: result.get(c) for c in _SUMMARY_COLUMNS}
+        for level in ("chunk", "record"):
+            metrics = result.get(level, {})
+            for key in (*_LEVEL_METRICS, *_REGRESSION_METRICS):
+                if metrics.get(key) is not None:
+                    row[f"{level}_{key}"] = metrics[key]
+            if level == "record":
+                for cls, scores in metrics.get("per_class", {}).items():
+                    row[f"record_f1_{cls}"] = scores["f1"]
+        rows.append(row)
+    return rows
+
+
+def write_comparison(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def write_predictions(path: Path, data: SignalSet, task: Task, predictions: np.ndarray) -> None:
+    """Record-level predictions: id, target, prediction and one probability per class."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        if task.kind == "classification":
+            classes = task.classes
+            writer.writerow(["id", "target", "prediction", *(f"p_{c}" for c in classes)])
+            for rid, target, proba in zip(data.ids, data.targets, predictions, strict=True):
+                best = classes[int(np.argmax(proba))]
+                writer.writerow([rid, classes[int(target)], best, *(f"{p:.6f}" for p in proba)])
+        else:
+            writer.writerow(["id", "target", "prediction"])
+            for rid, target, pred in zip(data.ids, data.targets, predictions, strict=True):
+                writer.writerow([rid, float(np.mean(target)), float(np.mean(pred))])
+
+
+def write_examples(
+    path: Path, config: RecipeConfig, raw: SignalSet, split: Split, per_class: int = 2
+) -> None:
+    """Two validation records per class, raw and as the first model's features, for the report."""
+    if raw.classes is None or not isinstance(raw.targets, np.ndarray):
+        return
+    val = split.validation
+    chosen = [i for c in range(len(raw.classes)) for i in val[raw.targets[val] == c][:per_class]]
+    examples = raw.subset(chosen)
+    pipeline = FeaturePipeline.for_data(config.model_features(config.models[0]), raw.fs)
+    features = pipeline.transform(examples)
+    arrays: dict[str, Any] = {
+        "ids": np.array(examples.ids),
+        "labels": np.array([raw.classes[int(t)] for t in examples.targets]),
+        "raw_fs": raw.fs,
+        "feature_fs": features.fs,
+        "feature_channels": np.array(features.channels),
+    }
+    for i, (x, f) in enumerate(zip(examples.signals, features.signals, strict=True)):
+        arrays[f"raw_{i}"] = x[0]
+        arrays[f"features_{i}"] = f
+    np.savez(path, **arrays)
+
+
+def run_metadata(
+    config: RecipeConfig,
+    raw: SignalSet,
+    split: Split,
+    command: str,
+    started: float,
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    """Versions, platform, command, data provenance and timings of a run."""
+    finished = dt.datetime.now().astimezone()
+    began = dt.datetime.fromtimestamp(started).astimezone()
+    data: dict[str, Any] = {
+        "dataset": config.data.dataset,
+        "path": raw.meta.get("source"),
+        "sha256": raw.meta.get("sha256"),
+        "n_records": len(raw),
+        "excluded": raw.meta.get("excluded", {}),
+        "skipped": raw.meta.get("skipped", {}),
+    }
+    if raw.classes is not None:
+        data["class_counts"] = raw.class_counts()
+    return {
+        **{pkg: _version(pkg) for pkg in ("physiodl", "torch", "lightning", "numpy", "scipy")},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "command": command,
+        "seed": config.seed,
+        "started": began.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "duration_s": round(finished.timestamp() - started, 1),
+        "data": data,
+        "split": {
+            "kind": config.split.kind,
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
+        "threads": environ.get("OMP_NUM_THREADS"),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
