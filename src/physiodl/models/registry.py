@@ -74,6 +74,4 @@ def build_model(
 
 def _import_all() -> None:
     """Import the model modules so their decorators run."""
-    from physiodl.models import cnn, mlp, recurrent, resnet1d  # noqa: F401
-
-
+    from physiodl.models import cnn, crnn, mlp, recurrent, resnet1d  # noqa: F401

@@ -1,0 +1,153 @@
+"""Every registered model: build, forward, backward, export; seeds; hyperparameter errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from physiodl.errors import RecipeError
+from physiodl.models import build_model, list_models, model_class
+from physiodl.models.recurrent import LSTM
+from physiodl.models.registry import model_hparams
+
+# (in_channels, time) each model is tested with: 17 spectrogram frequencies or 1 raw lead
+SIGNAL_SHAPES = {
+    "CRNN": (17, 20),
+    "ConvNet": (17, 20),
+    "FullyConnectedNet": (17, 20),
+    "GRUNet": (17, 20),
+    "LSTMNet": (17, 20),
+    "MeanSpectrumNet": (17, 20),
+    "RNNNet": (17, 20),
+    "ResNet1d": (1, 600),
+    "TorchLSTMNet": (17, 20),
+}
+# models that torch.export cannot trace, with the reason
+EXPORT_SKIPS: dict[str, str] = {}
+BATCH, OUT_SIZE = 3, 2
+
+
+def _build(name: str, seed: int = 0, **hparams: object) -> tuple[nn.Module, torch.Tensor]:
+    if name not in SIGNAL_SHAPES:
+        pytest.fail(f"add the new model {name!r} to SIGNAL_SHAPES in {__file__}")
+    channels, length = SIGNAL_SHAPES[name]
+    torch.manual_seed(seed)
+    model = build_model(
+        name, in_channels=channels, out_size=OUT_SIZE, input_length=length, **hparams
+    )
+    return model, torch.randn(BATCH, channels, length, generator=torch.Generator().manual_seed(7))
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes .*_flat_weights")  # nn.LSTM internals
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward_backward_export(name: str) -> None:
+    model, x = _build(name)
+    output = model(x)
+    assert output.shape == (BATCH, OUT_SIZE)
+    assert output.dtype == torch.float32
+    output.square().sum().backward()
+    for parameter_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
+
+    if name in EXPORT_SKIPS:
+        pytest.skip(f"torch.export: {EXPORT_SKIPS[name]}")
+    model.eval()
+    exported = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_same_seed_same_model_and_outputs(name: str) -> None:
+    first, x = _build(name, seed=3)
+    second, _ = _build(name, seed=3)
+    other, _ = _build(name, seed=4)
+    for model in (first, second, other):
+        model.eval()
+    for key, value in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[key], value, atol=0, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(first(x), second(x), atol=0, rtol=0)
+        assert not torch.equal(first(x), other(x))
+
+
+def test_unknown_hyperparameter_is_a_recipe_error() -> None:
+    with pytest.raises(RecipeError, match=r"'LSTMNet' has no hyperparameter 'hiden'.*hidden"):
+        build_model("LSTMNet", in_channels=17, out_size=1, hiden=64)
+
+
+def test_hyperparameters_and_defaults_are_the_seeds() -> None:
+    assert model_hparams("LSTMNet") == {
+        "hidden": 128,
+        "num_layers": 1,
+        "bidirectional": False,
+        "head": 128,
+    }
+    fc = build_model("FullyConnectedNet", in_channels=17, out_size=1, input_length=40)
+    assert [m.in_features for m in fc.modules() if isinstance(m, nn.Linear)] == [680, 512, 256]
+    conv = build_model("ConvNet", in_channels=17, out_size=1)
+    kinds = [type(m).__name__ for m in conv.net]
+    assert kinds[:8] == [
+        "Conv1d",
+        "ReLU",
+        "AvgPool1d",
+        "Conv1d",
+        "ReLU",
+        "AvgPool1d",
+        "Conv1d",
+        "ReLU",
+    ]
+    assert [m.out_channels for m in conv.net if isinstance(m, nn.Conv1d)] == [32, 64, 128]
+    assert isinstance(build_model("LSTMNet", in_channels=17, out_size=1).recurrent, LSTM)
+    assert isinstance(build_model("TorchLSTMNet", in_channels=17, out_size=1).recurrent, nn.LSTM)
+    resnet = build_model("ResNet1d", in_channels=1, out_size=4)
+    assert 0.5e6 <= sum(p.numel() for p in resnet.parameters()) <= 1e6
+
+
+def test_signal_parameters_a_model_cannot_work_with_are_recipe_errors() -> None:
+    with pytest.raises(RecipeError, match=r"FullyConnectedNet .*needs input_length"):
+        build_model("FullyConnectedNet", in_channels=17, out_size=1)
+    with pytest.raises(RecipeError, match="at least 18 steps, got input_length=12"):
+        build_model("ConvNet", in_channels=17, out_size=1, input_length=12)
+    fc = build_model("FullyConnectedNet", in_channels=17, out_size=1, input_length=40)
+    with pytest.raises(ValueError, match=r"built for inputs \(batch, 17, 40\), got \(2, 17, 41\)"):
+        fc(torch.zeros(2, 17, 41))
+
+
+def test_lstmnet_equals_torchlstmnet_with_the_same_weights() -> None:
+    torch.manual_seed(5)
+    torch_net = build_model("TorchLSTMNet", in_channels=17, out_size=1, bidirectional=True)
+    scratch_net = build_model("LSTMNet", in_channels=17, out_size=1, bidirectional=True)
+    scratch_net.load_state_dict(torch_net.state_dict())
+    x = torch.randn(4, 17, 30)
+    torch.testing.assert_close(scratch_net(x), torch_net(x), atol=1e-5, rtol=0)
+
+
+def test_mean_spectrum_net_ignores_the_order_of_frames() -> None:
+    model = build_model("MeanSpectrumNet", in_channels=17, out_size=3)
+    x = torch.randn(2, 17, 40)
+    shuffled = x[:, :, torch.randperm(40)]
+    torch.testing.assert_close(model(shuffled), model(x), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "channels", "lengths"), [
+    ("ResNet1d", 1, (300, 4500, 6001)),
+    ("CRNN", 17, (1, 7, 321)),
+    ("MeanSpectrumNet", 17, (1, 321)),
+    ("LSTMNet", 17, (1, 321)),
+])  # fmt: skip
+def test_whole_recording_models_take_any_length(
+    name: str, channels: int, lengths: tuple[int, ...]
+) -> None:
+    model = build_model(name, in_channels=channels, out_size=4).eval()
+    with torch.no_grad():
+        for length in lengths:
+            assert model(torch.randn(2, channels, length)).shape == (2, 4)
+
+
+def test_registry_names_are_the_classes() -> None:
+    assert all(model_class(name).__name__ == name for name in list_models())
+    assert list_models("*lstm*") == ["LSTMNet", "TorchLSTMNet"]
