@@ -16,6 +16,7 @@ hidden)`` tensors ordered like `torch.nn`'s.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -44,8 +45,8 @@ class _RNNScan(torch.autograd.Function):
         h[0] = h0
         # the input part of every step in one product, then h_t in place
         torch.addmm(b_ih + b_hh, _flat(x), w_ih.t(), out=h[1:].view(steps * batch, -1))
-        for t in range(steps):
-            h[t + 1].addmm_(h[t], w_hh.t()).tanh_()
+        for h_prev, h_t in pairwise(h):
+            h_t.addmm_(h_prev, w_hh.t()).tanh_()
         ctx.save_for_backward(x, w_ih, w_hh, h)
         return h[1:]
 
@@ -88,13 +89,14 @@ class _LSTMScan(torch.autograd.Function):
         h, c = x.new_empty(2, steps + 1, batch, hidden)
         tanh_c = x.new_empty(steps, batch, hidden)
         h[0], c[0] = h0, c0
-        for t in range(steps):
-            gates[t].addmm_(h[t], w_hh.t())
-            gates[t, :, : 2 * hidden].sigmoid_()  # i, f
-            i, f, g, o = gates[t].chunk(4, dim=1)
+        per_step = zip(gates, h[:-1], h[1:], c[:-1], c[1:], tanh_c, strict=True)
+        for a_t, h_prev, h_t, c_prev, c_t, tanh_c_t in per_step:
+            a_t.addmm_(h_prev, w_hh.t())
+            a_t[:, : 2 * hidden].sigmoid_()  # i, f
+            i, f, g, o = a_t.chunk(4, dim=1)
             g.tanh_(), o.sigmoid_()
-            torch.mul(f, c[t], out=c[t + 1]).addcmul_(i, g)  # c_t = f ⊙ c_{t-1} + i ⊙ g
-            torch.mul(o, torch.tanh(c[t + 1], out=tanh_c[t]), out=h[t + 1])  # h_t = o ⊙ tanh(c_t)
+            torch.mul(f, c_prev, out=c_t).addcmul_(i, g)  # c_t = f ⊙ c_{t-1} + i ⊙ g
+            torch.mul(o, torch.tanh(c_t, out=tanh_c_t), out=h_t)  # h_t = o ⊙ tanh(c_t)
         ctx.save_for_backward(x, w_ih, w_hh, gates, h, c, tanh_c)
         return h[1:], c[steps]
 
@@ -148,12 +150,12 @@ class _GRUScan(torch.autograd.Function):
         recurrent = torch.empty_like(gates)  # h_{t-1} W_hh^T + b_hh, kept for backward
         h = x.new_empty(steps + 1, batch, hidden)
         h[0] = h0
-        for t in range(steps):
-            rec = torch.addmm(b_hh, h[t], w_hh.t(), out=recurrent[t])
-            gates[t, :, : 2 * hidden].add_(rec[:, : 2 * hidden]).sigmoid_()
-            r, z, n = gates[t].chunk(3, dim=1)
-            n.addcmul_(r, rec[:, 2 * hidden :]).tanh_()
-            torch.lerp(n, h[t], z, out=h[t + 1])  # h_t = n + z ⊙ (h_{t-1} - n)
+        for a_t, rec_t, h_prev, h_t in zip(gates, recurrent, h[:-1], h[1:], strict=True):
+            torch.addmm(b_hh, h_prev, w_hh.t(), out=rec_t)
+            a_t[:, : 2 * hidden].add_(rec_t[:, : 2 * hidden]).sigmoid_()  # r, z
+            r, z, n = a_t.chunk(3, dim=1)
+            n.addcmul_(r, rec_t[:, 2 * hidden :]).tanh_()
+            torch.lerp(n, h_prev, z, out=h_t)  # h_t = n + z ⊙ (h_{t-1} - n)
         ctx.save_for_backward(x, w_ih, w_hh, gates, recurrent, h)
         return h[1:]
 
