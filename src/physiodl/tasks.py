@@ -1,0 +1,385 @@
+"""What a model predicts and how it is trained and scored: the four `Task` kinds.
+
+A task owns its output size, loss, target encoding, cheap per-epoch metrics, the mapping from
+raw outputs to predictions and the aggregation of window outputs to whole recordings. Full
+scoring lives in `physiodl.metrics`.
+
+Output and target shapes per kind (``b`` = batch):
+
+==============  ==========================  =====================================
+kind            model output                targets
+==============  ==========================  =====================================
+classification  ``(b, 1)`` binary logit,    ``(b,)`` int64 class codes
+                ``(b, n_classes)`` logits
+regression      ``(b, n_outputs)``          ``(b, n_outputs)`` float, NaN = masked
+detection       ``(b, time)`` per bin       ``(b, time)`` float, NaN = masked
+forecasting     ``(b, n_channels*horizon)`` ``(b, n_channels, horizon)``, NaN = masked
+==============  ==========================  =====================================
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import expit, softmax
+from torch import Tensor
+
+from physiodl.errors import DataError, RecipeError
+
+MonitorMode = Literal["min", "max"]
+
+
+class Task(ABC):
+    """Base class of the task kinds; subclasses are frozen dataclasses."""
+
+    kind: ClassVar[str]
+    monitor: ClassVar[str]
+    """Validation metric that selects the best epoch (logged by `SignalModule`)."""
+    monitor_mode: ClassVar[MonitorMode]
+
+    @property
+    @abstractmethod
+    def out_size(self) -> int:
+        """Number of model outputs per example (per bin for detection)."""
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Mean training loss of a batch; NaN targets are masked where the kind allows it."""
+
+    @abstractmethod
+    def encode_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Targets as the loss expects them (dtype, shape), checked for valid values."""
+
+    @abstractmethod
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        """Raw model outputs to predictions (class probabilities ``(n, n_classes)``, values)."""
+
+    @abstractmethod
+    def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """Cheap per-batch metrics, averaged over an epoch (``acc`` or ``mae``)."""
+
+    def aggregate(self, outputs: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
+        """Window outputs to one output per record: the mean over each record's windows."""
+        return _owner_mean(outputs, owner, n_records)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type description; `task_from_dict` rebuilds the task from it."""
+        values = asdict(self)  # type: ignore[call-overload]
+        return {"kind": self.kind, **{k: _plain(v) for k, v in values.items()}}
+
+
+@dataclass(frozen=True)
+class ClassificationTask(Task):
+    """Binary (one logit, BCE-with-logits as the seed) or multi-class (softmax CE).
+
+    Args:
+        classes: class names; code ``k`` in the targets is ``classes[k]``.
+        class_weights: optional loss weight per class (e.g. `transforms.balance.class_weights`).
+    """
+
+    classes: tuple[str, ...]
+    class_weights: tuple[float, ...] | None = None
+
+    kind: ClassVar[str] = "classification"
+    monitor: ClassVar[str] = "val_balanced_accuracy"
+    monitor_mode: ClassVar[MonitorMode] = "max"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if len(self.classes) < 2:
+            raise RecipeError(
+                f"classification needs at least 2 classes, got {list(self.classes)}; "
+                "list them in data.classes"
+            )
+        if self.class_weights is not None:
+            weights = tuple(float(w) for w in self.class_weights)
+            if len(weights) != len(self.classes) or min(weights) <= 0:
+                raise RecipeError(
+                    f"class_weights {list(weights)} must hold one positive weight per class "
+                    f"{list(self.classes)}"
+                )
+            object.__setattr__(self, "class_weights", weights)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def out_size(self) -> int:
+        return 1 if self.n_classes == 2 else self.n_classes
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        weights = None
+        if self.class_weights is not None:
+            weights = torch.tensor(self.class_weights, dtype=outputs.dtype, device=outputs.device)
+        if self.out_size > 1:
+            return F.cross_entropy(outputs, targets, weight=weights)
+        logits = outputs[:, 0]
+        if weights is None:
+            return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+        per_example = F.binary_cross_entropy_with_logits(
+            logits, targets.to(logits.dtype), reduction="none"
+        )
+        example_weights = weights[targets]
+        return (per_example * example_weights).sum() / example_weights.sum()
+
+    def encode_targets(self, targets: np.ndarray) -> np.ndarray:
+        codes = np.asarray(targets)
+        if codes.dtype.kind not in "iu" or codes.ndim != 1:
+            raise DataError(
+                f"classification targets must be a 1-D array of integer class codes, got "
+                f"dtype {codes.dtype} and shape {codes.shape}"
+            )
+        bad = (codes < 0) | (codes >= self.n_classes)
+        if bad.any():
+            raise DataError(
+                f"class code {int(codes[bad][0])} is outside 0..{self.n_classes - 1} for classes "
+                f"{list(self.classes)}; relabel the data or list the class in data.classes"
+            )
+        return codes.astype(np.int64)
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        if self.out_size == 1:
+            p = expit(outputs[:, 0].astype(np.float64))
+            return np.stack([1.0 - p, p], axis=1)
+        return softmax(outputs.astype(np.float64), axis=1)
+
+    def predicted_codes(self, outputs: Tensor) -> Tensor:
+        """Predicted class codes of raw outputs (threshold 0 on the binary logit)."""
+        if self.out_size == 1:
+            return (outputs[:, 0] > 0).long()
+        return outputs.argmax(dim=1)
+
+    def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        correct = self.predicted_codes(outputs) == targets
+        return {"acc": correct.float().mean()}
+
+
+@dataclass(frozen=True)
+class RegressionTask(Task):
+    """One or more values per example; ``criterion`` is ``mse``, ``l1`` or ``huber``."""
+
+    n_outputs: int = 1
+    criterion: Literal["mse", "l1", "huber"] = "mse"
+    huber_delta: float = 1.0
+
+    kind: ClassVar[str] = "regression"
+    monitor: ClassVar[str] = "val_mae"
+    monitor_mode: ClassVar[MonitorMode] = "min"
+
+    def __post_init__(self) -> None:
+        _check_option("criterion", self.criterion, ("mse", "l1", "huber"))
+        if self.n_outputs < 1:
+            raise RecipeError(f"regression n_outputs must be >= 1, got {self.n_outputs}")
+
+    @property
+    def out_size(self) -> int:
+        return self.n_outputs
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        targets = targets.reshape(outputs.shape)
+        return _masked_loss(outputs, targets, self.criterion, huber_delta=self.huber_delta)
+
+    def encode_targets(self, targets: np.ndarray) -> np.ndarray:
+        values = np.asarray(targets, dtype=np.float32)
+        if values.ndim == 1 and self.n_outputs == 1:
+            values = values[:, None]
+        if values.ndim != 2 or values.shape[1] != self.n_outputs:
+            raise DataError(
+                f"regression targets have shape {values.shape}; expected (n, {self.n_outputs})"
+            )
+        return values
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs
+
+    def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        return {"mae": _masked_loss(outputs, targets.reshape(outputs.shape), "l1")}
+
+
+@dataclass(frozen=True)
+class DetectionTask(Task):
+    """Per-bin targets (peaks, events); ``criterion`` is ``bce`` (on logits) or ``mse``.
+
+    ``pos_weight`` weighs positive bins in the ``bce`` loss (rare events).
+    """
+
+    criterion: Literal["bce", "mse"] = "bce"
+    pos_weight: float | None = None
+
+    kind: ClassVar[str] = "detection"
+    monitor: ClassVar[str] = "val_loss"
+    monitor_mode: ClassVar[MonitorMode] = "min"
+
+    def __post_init__(self) -> None:
+        _check_option("criterion", self.criterion, ("bce", "mse"))
+        if self.pos_weight is not None and self.pos_weight <= 0:
+            raise RecipeError(f"detection pos_weight must be positive, got {self.pos_weight}")
+
+    @property
+    def out_size(self) -> int:
+        return 1
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return _masked_loss(outputs, targets, self.criterion, pos_weight=self.pos_weight)
+
+    def encode_targets(self, targets: np.ndarray) -> np.ndarray:
+        values = np.asarray(targets, dtype=np.float32)
+        known = values[~np.isnan(values)]
+        if self.criterion == "bce" and known.size and (known.min() < 0 or known.max() > 1):
+            raise DataError(
+                f"detection targets for the bce criterion must lie in [0, 1] (or NaN), got "
+                f"{known.min()}..{known.max()}; use criterion = 'mse' for other values"
+            )
+        return values
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return expit(outputs) if self.criterion == "bce" else outputs
+
+    def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        if self.criterion == "mse":
+            return {"mae": _masked_loss(outputs, targets, "l1")}
+        mask = ~torch.isnan(targets)
+        correct = (outputs > 0) == (targets > 0.5)
+        return {"acc": _masked_mean(correct.to(outputs.dtype), mask)}
+
+    def aggregate(self, outputs: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
+        raise DataError(
+            "detection outputs are per time bin and have no per-record mean; evaluate whole "
+            "records (chunks length = none) or score the windows"
+        )
+
+
+@dataclass(frozen=True)
+class ForecastingTask(Task):
+    """The next ``horizon`` steps of the first ``n_channels`` input channels (MSE)."""
+
+    horizon: int
+    n_channels: int = 1
+
+    kind: ClassVar[str] = "forecasting"
+    monitor: ClassVar[str] = "val_mae"
+    monitor_mode: ClassVar[MonitorMode] = "min"
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1 or self.n_channels < 1:
+            raise RecipeError(
+                f"forecasting needs horizon >= 1 and n_channels >= 1, got horizon={self.horizon}, "
+                f"n_channels={self.n_channels}"
+            )
+
+    @property
+    def out_size(self) -> int:
+        return self.horizon * self.n_channels
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return _masked_loss(outputs, targets.reshape(outputs.shape), "mse")
+
+    def encode_targets(self, targets: np.ndarray) -> np.ndarray:
+        return np.asarray(targets, dtype=np.float32)
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs.reshape(len(outputs), self.n_channels, self.horizon)
+
+    def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        return {"mae": _masked_loss(outputs, targets.reshape(outputs.shape), "l1")}
+
+    def aggregate(self, outputs: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
+        raise DataError(
+            "forecasts belong to one position in a record and have no per-record mean; "
+            "score them per window"
+        )
+
+
+TASKS: dict[str, type[Task]] = {
+    t.kind: t for t in (ClassificationTask, RegressionTask, DetectionTask, ForecastingTask)
+}
+
+
+def make_task(kind: str, **options: Any) -> Task:
+    """Build a task by kind name; unknown kinds or options are a `RecipeError`."""
+    if kind not in TASKS:
+        raise RecipeError(f"unknown task {kind!r}; choose one of {', '.join(TASKS)}")
+    cls = TASKS[kind]
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise RecipeError(
+            f"task {kind!r} has no option {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(names) or 'none'}"
+        )
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise RecipeError(f"task {kind!r}: {err}; allowed options: {', '.join(names)}") from err
+
+
+def task_from_dict(data: dict[str, Any]) -> Task:
+    """Inverse of `Task.to_dict`."""
+    options = dict(data)
+    kind = options.pop("kind", None)
+    if not isinstance(kind, str):
+        raise RecipeError(f"task description {data!r} has no 'kind'")
+    return make_task(kind, **options)
+
+
+def _check_option(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise RecipeError(f"task option {name} = {value!r} is not one of {', '.join(allowed)}")
+
+
+def _masked_loss(
+    outputs: Tensor,
+    targets: Tensor,
+    criterion: str,
+    *,
+    huber_delta: float = 1.0,
+    pos_weight: float | None = None,
+) -> Tensor:
+    """Mean element loss over the non-NaN targets, without a host sync (0 if all are NaN)."""
+    mask = ~torch.isnan(targets)
+    clean = torch.where(mask, targets, torch.zeros_like(targets))
+    if criterion == "l1":
+        values = (outputs - clean).abs()
+    elif criterion == "huber":
+        values = F.huber_loss(outputs, clean, reduction="none", delta=huber_delta)
+    elif criterion == "bce":
+        weight = None if pos_weight is None else outputs.new_tensor(pos_weight)
+        values = F.binary_cross_entropy_with_logits(
+            outputs, clean, pos_weight=weight, reduction="none"
+        )
+    else:
+        values = (outputs - clean).square()
+    return _masked_mean(values, mask)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    kept = mask.to(values.dtype)
+    return (values * kept).sum() / kept.sum().clamp_min(1.0)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists so the description is TOML/JSON friendly."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _owner_mean(outputs: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
+    """Mean of ``outputs`` rows per owner record, ``(n_records, *outputs.shape[1:])``."""
+    owner = np.asarray(owner, dtype=np.int64)
+    counts = np.bincount(owner, minlength=n_records)
+    if len(counts) > n_records or (counts == 0).any():
+        missing = np.flatnonzero(counts[:n_records] == 0)
+        raise DataError(
+            f"cannot aggregate: records {missing[:10].tolist()} have no windows "
+            f"(or an owner index is >= {n_records})"
+        )
+    flat = outputs.reshape(len(outputs), -1).astype(np.float64)
+    sums = np.zeros((n_records, flat.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, flat)
+    means = sums / counts[:, None]
+    return means.reshape((n_records, *outputs.shape[1:])).astype(np.float32)

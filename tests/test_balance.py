@@ -1,0 +1,48 @@
+"""Oversampling to the largest class (the seed's method) and inverse-frequency weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physiodl.errors import DataError
+from physiodl.transforms.balance import class_weights, oversample_indices
+
+
+def test_oversampling_gives_every_class_the_largest_count_exactly() -> None:
+    targets = np.array([0] * 10 + [1] * 3 + [2] * 1 + [3] * 0)
+    indices = oversample_indices(targets, np.random.default_rng(0))
+    np.testing.assert_array_equal(indices[: len(targets)], np.arange(len(targets)))
+    np.testing.assert_array_equal(np.bincount(targets[indices]), [10, 10, 10])
+    # repeats come in full rounds: members of a class appear 3 or 4 times, never 2 and 5
+    repeats = np.bincount(indices, minlength=len(targets))[10:13]
+    assert repeats.sum() == 10 and repeats.max() - repeats.min() <= 1
+    assert indices.dtype == np.int64
+
+
+def test_oversampling_is_seeded_and_leaves_balanced_data_alone() -> None:
+    targets = np.array([0, 0, 0, 0, 0, 1, 1])
+    first = oversample_indices(targets, np.random.default_rng(7))
+    np.testing.assert_array_equal(first, oversample_indices(targets, np.random.default_rng(7)))
+    balanced = np.array([1, 0, 1, 0])
+    np.testing.assert_array_equal(
+        oversample_indices(balanced, np.random.default_rng(0)), np.arange(4)
+    )
+
+
+def test_class_weights_are_inverse_frequency_with_mean_one() -> None:
+    weights = class_weights(np.array([0] * 6 + [1] * 2), 2)
+    np.testing.assert_allclose(weights, [0.5, 1.5])
+    counts = np.array([50, 5, 20])
+    weights = class_weights(np.repeat(np.arange(3), counts), 3)
+    assert weights.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights * counts, (weights * counts)[0])
+
+
+def test_class_weights_name_empty_classes_and_bad_targets() -> None:
+    with pytest.raises(DataError, match=r"class codes \[1\] have no training examples"):
+        class_weights(np.array([0, 0, 2]), 3)
+    with pytest.raises(DataError, match="integer class codes"):
+        oversample_indices(np.array([0.5, 1.0]), np.random.default_rng(0))
+    with pytest.raises(DataError, match=r"outside 0\.\.1"):
+        class_weights(np.array([0, 1, 2]), 2)
