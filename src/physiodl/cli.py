@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from physiodl import __version__
@@ -94,11 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(args.verbose)
     from physiodl import commands
 
     handlers = {
@@ -120,8 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def print_json(data: object) -> None:
-    print(json.dumps(data, indent=2))
+def _configure_logging(verbose: bool) -> None:
+    """Our messages on stderr; Lightning's start-up chatter only with ``--verbose``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    if not verbose:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 if __name__ == "__main__":

@@ -83,15 +83,43 @@ def run_recipe(config: RecipeConfig, options: RunOptions) -> Path:
     )
     if data.raw.groups is not None:
         check_no_leakage(split, data.raw.groups)
+    log.info(
+        "%s: %d records (%d training, %d validation) -> %s",
+        config.name,
+        len(data.raw),
+        len(split.train),
+        len(split.validation),
+        run.path,
+    )
     results: dict[str, dict[str, Any]] = {}
-    for model_cfg in _selected_models(config, options):
+    selected = _selected_models(config, options)
+    for number, model_cfg in enumerate(selected, 1):
+        log.info("[%d/%d] %s (%s)", number, len(selected), model_cfg.name, model_cfg.arch)
         results[model_cfg.name] = _train_and_evaluate(config, model_cfg, data, split, run, options)
+        if run.is_main_process:
+            log.info("      %s", _headline(results[model_cfg.name]))
     if not run.is_main_process:
         return run.path
     _write_summary(config, data, split, results, run, options, started)
     final = run.finalise()
     log.info("run complete: %s", final)
     return final
+
+
+def _headline(result: dict[str, Any]) -> str:
+    """One line of a model's scores for the console."""
+    record, chunk = result["record"], result["chunk"]
+    parts = [f"{key} {record[key]:.3f}" for key in ("cinc_score", "af_f1") if key in record]
+    parts += [
+        f"record balanced acc {record['balanced_accuracy']:.3f}"
+        if "balanced_accuracy" in record
+        else f"record MAE {record.get('mae', float('nan')):.3f}",
+        f"chunk acc {chunk.get('accuracy', float('nan')):.3f}",
+        f"best epoch {result['best_epoch']}/{result['epochs_trained']}",
+        f"{result['train_seconds']:.0f} s",
+        f"{result['examples_per_second']:.0f} examples/s",
+    ]
+    return ", ".join(parts)
 
 
 def _selected_models(config: RecipeConfig, options: RunOptions) -> list[ModelConfig]:

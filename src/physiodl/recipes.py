@@ -79,7 +79,7 @@ class FeaturesConfig(_Strict):
     chunks: ChunkConfig = ChunkConfig()
     balance: Literal["oversample", "class_weights", "none"] = "oversample"
 
-    @field_validator("spectrogram", "bandpass", mode="before")
+    @field_validator("resample", "spectrogram", "bandpass", mode="before")
     @classmethod
     def _false_means_off(cls, value: Any) -> Any:
         """TOML has no null: ``spectrogram = false`` in a model override turns the step off."""
