@@ -34,13 +34,13 @@ from torch import nn
 from physiodl.models.recurrent import GRU, LSTM, RNN
 
 LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+PASSIVE_WAIT = {"OMP_WAIT_POLICY": "PASSIVE"}
 PROCESS_SETTINGS = {
     "defaults": {},
-    "malloc_keeps_freed_memory": {
-        "MALLOC_MMAP_THRESHOLD_": "33554432",
-        "MALLOC_TRIM_THRESHOLD_": "4294967296",
-    },
-    "omp_passive_wait": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "malloc_keeps_freed_memory": KEEP_FREED_MEMORY,
+    "omp_passive_wait": PASSIVE_WAIT,
+    "both": KEEP_FREED_MEMORY | PASSIVE_WAIT,
 }
 
 
