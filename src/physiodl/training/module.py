@@ -50,9 +50,10 @@ class SignalModule(pl.LightningModule):
 
     Logged once per epoch: ``train_loss``, ``train_<metric>``, ``val_loss``, ``val_<metric>``
     (``acc`` or ``mae``) and, for classification, ``val_balanced_accuracy`` from the epoch's
-    confusion counts. Batches only add to sums kept on the device (no per-step logging, no
-    host sync); the sums are reduced over DDP ranks before dividing, so the means are exact
-    (Lightning's ``sync_dist`` averages per-rank means with truncated integer batch counts).
+    confusion counts. A step only keeps references to its detached outputs (no per-step
+    logging, no host sync); at epoch end the sums are reduced over DDP ranks before dividing,
+    so the means are exact (Lightning's ``sync_dist`` averages per-rank means with truncated
+    integer batch counts).
 
     Args:
         model: maps ``(batch, channels, time)`` to the task's outputs.
@@ -84,8 +85,7 @@ class SignalModule(pl.LightningModule):
                 "scheduler": scheduler,
             }
         )
-        self._sums: dict[str, tuple[list[str], Tensor]] = {}
-        self._confusion: Tensor | None = None
+        self._epoch: dict[str, _EpochOutputs] = {}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -94,21 +94,16 @@ class SignalModule(pl.LightningModule):
         x, y = batch
         outputs = self.model(x)
         loss = self.task.loss(outputs, y)
-        self._accumulate("train", loss, outputs.detach(), y)
+        self._epoch.setdefault("train", _EpochOutputs()).add(loss, outputs, y)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         outputs = self.model(x)
-        self._accumulate("val", self.task.loss(outputs, y), outputs, y)
-        if isinstance(self.task, ClassificationTask):
-            k = self.task.n_classes
-            pairs = y * k + self.task.predicted_codes(outputs)
-            counts = torch.bincount(pairs, minlength=k * k).reshape(k, k)
-            self._confusion = counts if self._confusion is None else self._confusion + counts
+        self._epoch.setdefault("val", _EpochOutputs()).add(self.task.loss(outputs, y), outputs, y)
 
     def on_train_epoch_start(self) -> None:
-        self._sums.pop("train", None)
+        self._epoch.pop("train", None)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # log at the last batch, so callbacks see the epoch's means in on_train_epoch_end
@@ -119,17 +114,10 @@ class SignalModule(pl.LightningModule):
         self._log_epoch("train")  # an epoch stopped early
 
     def on_validation_epoch_start(self) -> None:
-        self._sums.pop("val", None)
-        self._confusion = None
+        self._epoch.pop("val", None)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
-        if self._confusion is None:
-            return
-        confusion = self.trainer.strategy.reduce(self._confusion, reduce_op="sum").double()
-        support = confusion.sum(dim=1)
-        recall = confusion.diagonal()[support > 0] / support[support > 0]
-        self._log({"val_balanced_accuracy": recall.mean()}, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
         s = self.optimizer_settings
@@ -161,28 +149,34 @@ class SignalModule(pl.LightningModule):
             scheduler = {"scheduler": plateau, "interval": "epoch", "monitor": self.task.monitor}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def _accumulate(self, stage: str, loss: Tensor, outputs: Tensor, targets: Tensor) -> None:
-        """Add a batch's example-weighted loss and metrics to the epoch's sums (no host sync)."""
-        metrics = self.task.batch_metrics(outputs, targets)
-        n = len(outputs)
-        values = torch.stack([loss.detach().new_ones(()), loss.detach(), *metrics.values()]) * n
-        if stage in self._sums:
-            names, sums = self._sums[stage]
-            self._sums[stage] = (names, sums + values)
-        else:
-            self._sums[stage] = (["loss", *metrics], values)
-
     def _log_epoch(self, stage: str) -> None:
-        """Log the epoch means, exact over all DDP ranks (sums reduced, then divided)."""
-        if stage not in self._sums:
+        """Log the epoch's loss and metrics, exact over all DDP ranks (sums, then divide)."""
+        epoch = self._epoch.pop(stage, None)
+        if epoch is None:
             return
-        names, sums = self._sums.pop(stage)
-        totals = self.trainer.strategy.reduce(sums.double(), reduce_op="sum")
-        means = totals[1:] / totals[0]
-        self._log(
-            {f"{stage}_{name}": mean for name, mean in zip(names, means, strict=True)},
-            prog_bar=stage == "val",
-        )
+        outputs, targets = torch.cat(epoch.outputs), torch.cat(epoch.targets)
+        metrics = self.task.batch_metrics(outputs, targets)
+        n = float(len(outputs))
+        sizes = torch.tensor(epoch.sizes, dtype=torch.float64, device=outputs.device)
+        loss_sum = (torch.stack(epoch.losses).double() * sizes).sum()
+        sums = torch.stack([sizes.sum(), loss_sum, *(m.double() * n for m in metrics.values())])
+        totals = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        names = ["loss", *metrics]
+        values = {f"{stage}_{k}": t / totals[0] for k, t in zip(names, totals[1:], strict=True)}
+        if stage == "val" and isinstance(self.task, ClassificationTask):
+            values["val_balanced_accuracy"] = self._balanced_accuracy(self.task, outputs, targets)
+        self._log(values, prog_bar=stage == "val")
+
+    def _balanced_accuracy(
+        self, task: ClassificationTask, outputs: Tensor, targets: Tensor
+    ) -> Tensor:
+        """Mean recall over the classes present, from confusion counts summed over ranks."""
+        k = task.n_classes
+        pairs = targets * k + task.predicted_codes(outputs)
+        confusion = torch.bincount(pairs, minlength=k * k).reshape(k, k)
+        confusion = self.trainer.strategy.reduce(confusion, reduce_op="sum").double()
+        support = confusion.sum(dim=1)
+        return (confusion.diagonal()[support > 0] / support[support > 0]).mean()
 
     def _log(self, values: dict[str, Tensor], prog_bar: bool) -> None:
         # values are identical on every rank; sync_dist (a mean of equal numbers, exact) only
@@ -214,3 +208,23 @@ def settings_dict(value: Any, what: str, allowed: set[str]) -> dict[str, Any]:
             f"{', '.join(sorted(allowed))}"
         )
     return data
+
+
+class _EpochOutputs:
+    """A stage's detached batch losses, outputs and targets, reduced once at epoch end.
+
+    Keeping references costs no tensor operation per step; the metrics then run once over
+    the epoch (small for window-level outputs; per-bin outputs cost time x windows floats).
+    """
+
+    def __init__(self) -> None:
+        self.losses: list[Tensor] = []
+        self.sizes: list[int] = []
+        self.outputs: list[Tensor] = []
+        self.targets: list[Tensor] = []
+
+    def add(self, loss: Tensor, outputs: Tensor, targets: Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.sizes.append(len(outputs))
+        self.outputs.append(outputs.detach())
+        self.targets.append(targets)
