@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -195,15 +196,35 @@ def test_balanced_accuracy_is_computed_over_the_whole_validation_epoch(data) -> 
     assert scores["val_acc"] == pytest.approx(share_of_a, abs=1e-6)
 
 
-def fit_tiny(data, out_dir: Path, epochs: int, resume: bool = False, **options):
+class CtrlCAfter(TinyNet):
+    """TinyNet that raises KeyboardInterrupt (Ctrl-C) at its ``steps + 1``-th training step."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.steps -= 1
+            if self.steps < 0:
+                raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def fit_tiny(data, out_dir: Path, epochs: int, resume=False, model=None, scheduler="none", **dm):
     torch.manual_seed(0)
-    model = TinyNet()
+    model = TinyNet() if model is None else model
     task = make_task("classification", classes=("N", "A"))
-    cfg = {"max_epochs": epochs, "optimizer": {"name": "adam", "lr": 0.01}, "trainer": QUIET}
+    cfg = {
+        "max_epochs": epochs,
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "scheduler": scheduler,
+        "trainer": QUIET,
+    }
     result = fit(
         model,
         task,
-        datamodule(data, **options),
+        datamodule(data, **dm),
         out_dir=out_dir,
         train_cfg=cfg,
         seed=1,
@@ -232,10 +253,17 @@ def test_fit_learns_and_reports_the_best_epoch(data, tmp_path: Path) -> None:
     model.load_state_dict(result.best_state_dict)
 
 
-def test_resume_ends_exactly_like_an_uninterrupted_run(data, tmp_path: Path) -> None:
-    straight, straight_result = fit_tiny(data, tmp_path / "straight", epochs=3, random=True)
-    fit_tiny(data, tmp_path / "resumed", epochs=1, random=True)
-    resumed, resumed_result = fit_tiny(data, tmp_path / "resumed", 3, resume=True, random=True)
+def test_resume_after_ctrl_c_ends_exactly_like_an_uninterrupted_run(data, tmp_path) -> None:
+    """Random chunks, dropout and a one-cycle schedule: all must continue exactly."""
+    options = {"scheduler": "onecycle", "random": True}
+    straight, straight_result = fit_tiny(data, tmp_path / "straight", 3, **options)
+    handler = signal.getsignal(signal.SIGINT)
+    torch.manual_seed(0)
+    ctrl_c = CtrlCAfter(steps=datamodule(data, random=True).n_train_batches + 3)  # in epoch 2
+    _, stopped = fit_tiny(data, tmp_path / "resumed", 3, model=ctrl_c, **options)
+    assert stopped.interrupted and [row["epoch"] for row in stopped.history] == [1]
+    assert signal.getsignal(signal.SIGINT) is handler
+    resumed, resumed_result = fit_tiny(data, tmp_path / "resumed", 3, resume=True, **options)
     for name, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
     timing = {"train_seconds", "examples_per_second", "epoch_seconds"}

@@ -125,6 +125,9 @@ class ChunkDataModule(pl.LightningDataModule):
         horizon: forecasting only: predict the ``horizon`` steps after each window of the first
             ``forecast_channels`` channels; the records' own targets are not used.
         forecast_channels: forecasting only: how many leading channels are predicted.
+
+    Attributes:
+        first_epoch: the epoch a resumed run starts with (`fit` reads it from the checkpoint).
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class ChunkDataModule(pl.LightningDataModule):
             )
         if len(train) == 0 or len(val) == 0:
             raise DataError(f"empty split: {len(train)} training and {len(val)} validation records")
+        self.first_epoch = 0
         self.length = length
         self.random = random
         self.stride = stride
@@ -205,10 +209,11 @@ class ChunkDataModule(pl.LightningDataModule):
         return self._val_batches
 
     def train_dataloader(self) -> DataLoader:
-        epoch = 0
+        # Lightning may create the first iterator before it calls set_epoch, and on resume even
+        # before it restores its loops (e.g. to estimate the steps of a one-cycle schedule)
+        epoch = self.first_epoch
         if self.trainer is not None:
-            # what Lightning passes to set_epoch; after a resume it is ahead of current_epoch
-            epoch = self.trainer.fit_loop.epoch_progress.current.processed
+            epoch = max(epoch, self.trainer.fit_loop.epoch_progress.current.processed)
         sampler = EpochBatches(self.train_batches, self.n_train_batches, epoch)
         return self._loader(self.train_set, sampler)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import pickle
+import signal
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -159,6 +161,9 @@ def fit(
     args.setdefault("log_every_n_steps", max(1, min(50, datamodule.n_train_batches)))
     trainer = pl.Trainer(**args)
     resume_from = last if resume and last.exists() else None
+    if resume_from is not None:
+        datamodule.first_epoch = _next_epoch(resume_from)
+    interrupt_handler = signal.getsignal(signal.SIGINT)
     try:
         with warnings.catch_warnings():
             if resume_from is not None:  # the checkpoints being resumed are expected there
@@ -168,6 +173,8 @@ def fit(
         # Lightning turns Ctrl-C into a graceful stop followed by sys.exit(1)
         if not trainer.interrupted:
             raise
+    finally:
+        signal.signal(signal.SIGINT, interrupt_handler)  # Lightning leaves Ctrl-C ignored
     return _result(trainer, task, best, history.history)
 
 
@@ -185,6 +192,17 @@ def predict_batches(model: nn.Module, x: np.ndarray, batch_size: int = 1024) -> 
     finally:
         model.train(was_training)
     return np.concatenate(outputs) if outputs else np.zeros((0,), dtype=np.float32)
+
+
+def _next_epoch(checkpoint: Path) -> int:
+    """The epoch a run resumed from ``checkpoint`` starts with."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: {err}; delete it to start this model afresh"
+        ) from err
 
 
 def _check_balance(task: Task, datamodule: ChunkDataModule) -> None:
