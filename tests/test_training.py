@@ -375,6 +375,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(DDP_SCRIPT).format(tests=str(REPO / "tests")))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("PHYSIODL_RUN_ID", None)
+    env.pop("OMP_NUM_THREADS", None)  # then Lightning gives each rank cores / 2 threads
     done = subprocess.run(
         [sys.executable, str(script), str(tmp_path)],
         cwd=tmp_path,

@@ -156,16 +156,15 @@ def fit(
         )
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))
-    args = _trainer_args(cfg, callbacks, out_dir, tensorboard_dir)
-    # metrics are logged per epoch only; this just keeps Lightning from warning on short epochs
-    args.setdefault("log_every_n_steps", max(1, min(50, datamodule.n_train_batches)))
-    trainer = pl.Trainer(**args)
+    trainer = pl.Trainer(**_trainer_args(cfg, callbacks, out_dir, tensorboard_dir))
     resume_from = last if resume and last.exists() else None
     if resume_from is not None:
         datamodule.first_epoch = _next_epoch(resume_from)
     interrupt_handler = signal.getsignal(signal.SIGINT)
     try:
         with warnings.catch_warnings():
+            # metrics are logged per epoch only, so log_every_n_steps does not matter
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
             if resume_from is not None:  # the checkpoints being resumed are expected there
                 warnings.filterwarnings("ignore", message=".*exists and is not empty")
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
