@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see cli.main
+
 REPO = Path(__file__).resolve().parents[1]
 
 
