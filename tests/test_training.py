@@ -211,6 +211,37 @@ class CtrlCAfter(TinyNet):
         return super().forward(x)
 
 
+class PerBin(nn.Module):
+    """A detection model: one logit per time step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(2, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)[:, 0]
+
+
+def test_detection_on_whole_records_of_different_lengths() -> None:
+    rng = np.random.default_rng(0)
+    lengths = (30, 30, 12, 50)
+    signals = [rng.standard_normal((2, n)).astype(np.float32) for n in lengths]
+    bins = [(rng.random(n) < 0.3).astype(np.float32) for n in lengths]
+    records = SignalSet(signals, 1.0, ("x", "y"), ("a", "b", "c", "d"), bins)
+    dm = ChunkDataModule(records, records, length=None, batch_size=2)
+    module = SignalModule(PerBin(), make_task("detection"))
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
+    trainer.fit(module, datamodule=dm)
+    assert torch.isfinite(trainer.callback_metrics["train_loss"])
+    (scores,) = trainer.validate(module, datamodule=dm, verbose=False)
+    with torch.no_grad():
+        logits = torch.cat([module.model(torch.from_numpy(x[None]))[0] for x in signals])
+    truth = torch.from_numpy(np.concatenate(bins))
+    assert scores["val_acc"] == pytest.approx(((logits > 0) == (truth > 0.5)).float().mean())
+
+
 def fit_tiny(data, out_dir: Path, epochs: int, resume=False, model=None, scheduler="none", **dm):
     torch.manual_seed(0)
     model = TinyNet() if model is None else model

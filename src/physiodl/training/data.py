@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import lightning.pytorch as pl
 import numpy as np
@@ -26,7 +26,7 @@ from physiodl.transforms.balance import oversample_indices
 from physiodl.transforms.windows import PackedSignals, chunk_index, random_starts
 
 Balance = Literal["oversample", "class_weights", "none"]
-BALANCE_CHOICES = ("oversample", "class_weights", "none")
+BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
 
 
 class ChunkBatch(NamedTuple):
@@ -40,8 +40,8 @@ class ChunkBatch(NamedTuple):
 class EpochBatches(Sampler[ChunkBatch]):
     """Yields the batches that ``plan(epoch)`` returns; Lightning calls `set_epoch` each epoch.
 
-    ``epoch`` must start at the trainer's current epoch: on resume, Lightning creates the
-    first epoch's iterator before it calls `set_epoch`.
+    ``epoch`` must start at the epoch about to run: Lightning creates the first epoch's
+    iterator before it calls `set_epoch` (and on resume before it restores its loops).
     """
 
     def __init__(
@@ -150,6 +150,13 @@ class ChunkDataModule(pl.LightningDataModule):
             raise RecipeError(f"balance = {balance!r} is not one of {', '.join(BALANCE_CHOICES)}")
         if length is not None and length < 1:
             raise RecipeError(f"chunks.length must be >= 1 or none, got {length}")
+        if batch_size < 1:
+            raise RecipeError(f"train.batch_size must be >= 1, got {batch_size}")
+        if horizon is not None and not 1 <= forecast_channels <= train.n_channels:
+            raise RecipeError(
+                f"forecast_channels = {forecast_channels} must lie in 1..{train.n_channels} "
+                "(the input channels)"
+            )
         if horizon is not None and length is None:
             raise RecipeError("forecasting needs a fixed chunks.length (the input window)")
         if train.n_channels != val.n_channels:
@@ -241,7 +248,8 @@ class ChunkDataModule(pl.LightningDataModule):
         if self.target_kind == "forecast":
             targets = np.zeros(0, dtype=np.float32)
         elif self.target_kind == "bins":
-            per_sample = [np.asarray(t, dtype=np.float32) for t in data.targets]  # type: ignore[union-attr]
+            assert isinstance(data.targets, list)
+            per_sample = [np.asarray(t, dtype=np.float32) for t in data.targets]
             for record, t, n in zip(data.ids, per_sample, signals.lengths, strict=True):
                 if t.shape != (n,):
                     raise DataError(
@@ -258,16 +266,14 @@ class ChunkDataModule(pl.LightningDataModule):
 
     def _training_items(self, train: SignalSet) -> tuple[np.ndarray, np.ndarray]:
         """``(owner, start)`` of every training window before per-epoch shuffling."""
-        rng = np.random.default_rng(self.seed)
-        codes = self.train_set.targets if self.target_kind == "codes" else None
         if self.length is None or self.random:
             owner = np.arange(len(train), dtype=np.int64)
-            if self.balance == "oversample":
-                owner = oversample_indices(codes, rng)  # type: ignore[arg-type]
-            return owner, np.zeros(len(owner), dtype=np.int64)
-        owner, starts = chunk_index(self._train_lengths, self.length, self.stride)
-        if self.balance == "oversample":
-            chosen = oversample_indices(codes[owner], rng)  # type: ignore[index]
+            starts = np.zeros(len(train), dtype=np.int64)
+        else:
+            owner, starts = chunk_index(self._train_lengths, self.length, self.stride)
+        if self.balance == "oversample":  # class codes (checked in __init__)
+            codes = np.asarray(train.targets, dtype=np.int64)[owner]
+            chosen = oversample_indices(codes, np.random.default_rng(self.seed))
             owner, starts = owner[chosen], starts[chosen]
         return owner, starts
 

@@ -154,9 +154,9 @@ class SignalModule(pl.LightningModule):
         epoch = self._epoch.pop(stage, None)
         if epoch is None:
             return
-        outputs, targets = torch.cat(epoch.outputs), torch.cat(epoch.targets)
+        outputs, targets = _concatenate(epoch.outputs), _concatenate(epoch.targets)
         metrics = self.task.batch_metrics(outputs, targets)
-        n = float(len(outputs))
+        n = float(sum(epoch.sizes))
         sizes = torch.tensor(epoch.sizes, dtype=torch.float64, device=outputs.device)
         loss_sum = (torch.stack(epoch.losses).double() * sizes).sum()
         sums = torch.stack([sizes.sum(), loss_sum, *(m.double() * n for m in metrics.values())])
@@ -208,6 +208,14 @@ def settings_dict(value: Any, what: str, allowed: set[str]) -> dict[str, Any]:
             f"{', '.join(sorted(allowed))}"
         )
     return data
+
+
+def _concatenate(parts: list[Tensor]) -> Tensor:
+    """Batches joined along the examples; per-bin outputs of different lengths (whole
+    records) are flattened first, as their metrics are per bin anyway."""
+    if len({p.shape[1:] for p in parts}) == 1:
+        return torch.cat(parts)
+    return torch.cat([p.reshape(-1) for p in parts])
 
 
 class _EpochOutputs:
