@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # CPU (measured in bench/bench_recurrent.py); set before torch is first imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, training=args.command in ("run", "demo"))
     from physiodl import commands
 
     handlers = {
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, *, training: bool) -> None:
     """Our messages on stderr; Lightning's start-up chatter only with ``--verbose``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -128,6 +128,8 @@ def _configure_logging(verbose: bool) -> None:
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
     if not verbose:
+        if training:
+            import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import)
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")

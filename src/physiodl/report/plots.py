@@ -98,11 +98,17 @@ def throughput_bars(
     return fig
 
 
+#: history columns that are timings and counts, not learning curves
+_BOOKKEEPING = frozenset({"examples", "seconds"})
+
+
 def history_metrics(history: Mapping[str, np.ndarray]) -> list[str]:
     """Metric names with a ``train_X`` or ``val_X`` column, loss first, else in column order."""
     names: list[str] = []
     for column in history:
         split, _, name = column.partition("_")
+        if name in _BOOKKEEPING:
+            continue
         if split in ("train", "val") and name and name not in names:
             names.append(name)
     return sorted(names, key=lambda name: name != "loss")

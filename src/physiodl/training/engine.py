@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import signal
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -152,15 +153,19 @@ def fit(
         save_last=True,
         save_on_train_epoch_end=True,
     )
-    history = EpochHistory(out_dir / "history.csv")
+    # a live bar in a terminal; elsewhere (CI, a log file) one readable line per epoch
+    show_bar = bool(cfg.trainer.get("enable_progress_bar", sys.stderr.isatty()))
+    history = EpochHistory(out_dir / "history.csv", log_epochs=not show_bar)
     callbacks: list[pl.Callback] = [RngStateCheckpoint(), history, best]
     if cfg.early_stopping is not None:
         callbacks.append(
             EarlyStopping(task.monitor, mode=task.monitor_mode, patience=cfg.early_stopping)
         )
-    if cfg.trainer.get("enable_progress_bar", True):
+    if show_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))
-    trainer = pl.Trainer(**_trainer_args(cfg, callbacks, out_dir, tensorboard_dir))
+    args = _trainer_args(cfg, callbacks, out_dir, tensorboard_dir)
+    args["enable_progress_bar"] = show_bar
+    trainer = pl.Trainer(**args)
     resume_from = last if resume and last.exists() else None
     if resume_from is not None:
         datamodule.first_epoch = _next_epoch(resume_from)
