@@ -122,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _configure_logging(verbose: bool, *, training: bool) -> None:
     """Our messages on stderr; Lightning's start-up chatter only with ``--verbose``."""
+    for old in [h for h in log.handlers if getattr(h, "physiodl_cli", False)]:
+        log.removeHandler(old)  # main() may run several times in one process (tests)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.physiodl_cli = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from physiodl.cache import cached_signalset
 from physiodl.checkpoint import TrainedModel, save_checkpoint
@@ -66,23 +67,42 @@ class _Data:
 def run_recipe(config: RecipeConfig, options: RunOptions) -> Path:
     """Run every model of ``config``; returns the finished run directory."""
     started = time.time()
+    data = _load(config, options)
+    split = _split(config, data.raw)
     run = open_run_directory(
         options.runs_dir, config.name, recipe_to_toml(config), resume=options.resume
     )
-    data = _load(config, options)
+    try:
+        return _run(config, options, run, data, split, started)
+    finally:
+        run.release()
+
+
+def _split(config: RecipeConfig, raw: SignalSet) -> Split:
     split = make_split(
         config.split.kind,
-        n=len(data.raw),
-        targets=data.raw.targets if config.task == "classification" else None,
-        groups=data.raw.groups,
+        n=len(raw),
+        targets=raw.targets if config.task == "classification" else None,
+        groups=raw.groups,
         validation=config.split.validation,
         test=config.split.test,
         seed=config.seed,
         k=config.split.k,
         fold=config.split.fold,
     )
-    if data.raw.groups is not None:
-        check_no_leakage(split, data.raw.groups)
+    if raw.groups is not None:
+        check_no_leakage(split, raw.groups)
+    return split
+
+
+def _run(
+    config: RecipeConfig,
+    options: RunOptions,
+    run: RunDirectory,
+    data: _Data,
+    split: Split,
+    started: float,
+) -> Path:
     log.info(
         "%s: %d records (%d training, %d validation) -> %s",
         config.name,
@@ -188,6 +208,7 @@ def _train_and_evaluate(
     val_set = pipeline.normalise(features.subset(split.validation))
     task = _task(config, data.raw, train_set, features_cfg.balance)
     chunks = features_cfg.chunks
+    torch.manual_seed(config.seed)  # the same initial weights, whatever ran before
     model = build_model(
         model_cfg.arch,
         in_channels=train_set.n_channels,
@@ -216,6 +237,8 @@ def _train_and_evaluate(
         seed=config.seed,
         resume=run.resumed,
     )
+    if fitted.interrupted:
+        raise KeyboardInterrupt  # the run stays a .partial folder that --resume continues
     if not run.is_main_process:
         return {}
     model.load_state_dict(fitted.best_state_dict)

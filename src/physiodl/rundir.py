@@ -18,6 +18,7 @@ from typing import Any
 from physiodl.errors import PhysioDLError
 
 RUN_DIR_ENV = "_PHYSIODL_RUN_DIR"
+RESUME_ENV = "_PHYSIODL_RESUME"
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -46,8 +47,13 @@ class RunDirectory:
     def finalise(self) -> Path:
         """Move the complete run into place and return its final path."""
         os.replace(self.path, self.final_path)
-        os.environ.pop(RUN_DIR_ENV, None)
         return self.final_path
+
+    def release(self) -> None:
+        """Forget this run in the environment (rank 0, when the run ends in any way)."""
+        if self.is_main_process:
+            os.environ.pop(RUN_DIR_ENV, None)
+            os.environ.pop(RESUME_ENV, None)
 
 
 def open_run_directory(
@@ -57,7 +63,7 @@ def open_run_directory(
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         staging = Path(inherited)
-        return RunDirectory(staging, _final_path(staging), resumed=True)
+        return RunDirectory(staging, _final_path(staging), os.environ.get(RESUME_ENV) == "1")
     base = runs_root / recipe_name
     base.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -72,6 +78,7 @@ def open_run_directory(
         staging = _new_partial(base)
         (staging / "config.toml").write_text(resolved_recipe)
     os.environ[RUN_DIR_ENV] = str(staging)
+    os.environ[RESUME_ENV] = "1" if resume else "0"
     return RunDirectory(staging, _final_path(staging), resumed=resume)
 
 
