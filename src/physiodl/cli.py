@@ -79,6 +79,30 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data_sub.add_parser("fetch", help="download (resumable, checksummed) a dataset")
     fetch.add_argument("name")
     fetch.add_argument("--dest", type=Path, help="target folder (default: the data directory)")
+    synth = data_sub.add_parser(
+        "synth",
+        help="generate a seeded synthetic dataset into files",
+        description="Generate synthetic events and save them as .npz files in the seed's form "
+        "(X (events, 4, 4000), y (events, 4000)), plus a JSON file with the settings and the "
+        "statistics measured on them. Read them with the peaks-npz dataset.",
+    )
+    synth.add_argument("kind", choices=("peaks",), help="what to generate: PV-finder-like events")
+    synth.add_argument("--events", type=int, required=True, help="number of events")
+    synth.add_argument("--seed", type=int, required=True, help="generator seed")
+    synth.add_argument("--out", type=Path, required=True, help="folder for the files")
+    synth.add_argument(
+        "--first", type=int, default=0, help="index of the first event in the seed's stream"
+    )
+    synth.add_argument("--per-file", type=int, default=5000, help="events per file")
+    synth.add_argument(
+        "--set",
+        dest="settings",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="difficulty settings (default: PV-finder-like), e.g. noise=0.1 z_spread=300; "
+        "see docs/peaks.md",
+    )
 
     report = sub.add_parser("report", help="(re)write report.html of a run directory")
     report.add_argument("run_dir", type=Path, help="runs/<recipe>/<run id>")

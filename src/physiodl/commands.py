@@ -75,11 +75,10 @@ def evaluate(args: argparse.Namespace) -> int:
     from physiodl.evaluation import evaluate as evaluate_model
 
     trained = load_checkpoint(args.checkpoint)
-    options = dict(trained.recipe.get("data", {}).get("options", {}))
-    options.pop("max_records", None)  # a quick run's subset size is no property of the model
+    name, options = _files_dataset(trained.dataset["name"], trained.recipe)
     if trained.classes is not None:
         options["classes"] = tuple(trained.classes)
-    raw = load_dataset(trained.dataset["name"], path=args.data_dir.resolve(), **options)
+    raw = load_dataset(name, path=args.data_dir.resolve(), **options)
     data = trained.features(raw)
     chunks = trained.features.config.chunks
     result = evaluate_model(
@@ -91,6 +90,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "n_records": len(raw),
         "excluded": raw.meta.get("excluded", {}),
         "skipped": raw.meta.get("skipped", {}),
+        **({"empty_events": len(raw.meta["empty_events"])} if "empty_events" in raw.meta else {}),
         "record": result.record_metrics,
         "chunk": result.window_metrics,
     }
@@ -102,6 +102,20 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _files_dataset(name: str, recipe: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The dataset that reads files like a checkpoint's training data, and its options: the
+    training loader's own, or for generated data the loader of its saved files (none)."""
+    from physiodl.datasets import dataset_info
+
+    info = dataset_info(name)
+    if info.files_dataset is not None:
+        return info.files_dataset, {}
+    options = dict(recipe.get("data", {}).get("options", {}))
+    options.pop("max_records", None)  # a quick run's subset size is no property of the model
+    options.pop("max_events", None)
+    return name, options
+
+
 def predict(args: argparse.Namespace) -> int:
     from physiodl.checkpoint import load_checkpoint
     from physiodl.evaluation import predict_records
@@ -109,6 +123,8 @@ def predict(args: argparse.Namespace) -> int:
     from physiodl.signalset import SignalSet
 
     trained = load_checkpoint(args.checkpoint)
+    if trained.task.per_bin:
+        return _predict_events(trained, args)
     wanted = tuple(args.channels.split(",")) if args.channels else None
     expected = len(trained.dataset["channels"])
     rows = []
@@ -132,6 +148,39 @@ def predict(args: argparse.Namespace) -> int:
         )[0]
         rows.append(_prediction_row(path, signal.shape[1] / fs, trained.classes, proba))
     if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows)
+    return 0
+
+
+def _predict_events(trained: Any, args: argparse.Namespace) -> int:
+    """Peak positions in every event of ``.npz`` files (``X``; ``y`` is not needed)."""
+    from physiodl.datasets.peaks_npz import events_signalset, read_event_inputs
+    from physiodl.evaluation import predict_records
+    from physiodl.outputs import event_peak_rows
+
+    rows: list[dict[str, Any]] = []
+    chunks = trained.features.config.chunks
+    for path in args.files:
+        X = read_event_inputs(path, n_channels=len(trained.dataset["channels"]))
+        ids = [f"{path.stem}:{i}" for i in range(len(X))]
+        events = events_signalset(X, None, ids, meta={"source": str(path)})
+        scores = predict_records(
+            trained.model,
+            trained.task,
+            trained.features(events),
+            length=chunks.length,
+            stride=chunks.eval_stride,
+        )
+        for event, row in enumerate(event_peak_rows(trained.task, ids, None, list(scores))):
+            n_peaks = len(row["peaks"].split())
+            rows.append({"file": str(path), "event": event, "n_peaks": n_peaks, **row})
+            del rows[-1]["id"]
+    if args.format == "json":
+        for row in rows:
+            row["peaks"] = [float(p) for p in row["peaks"].split()]
+            row["scores"] = [float(p) for p in row["scores"].split()]
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows)
@@ -179,11 +228,53 @@ def data(args: argparse.Namespace) -> int:
         print(f"\nexpected layout:\n{info.layout}\n")
         print("local:")
         print(json.dumps(status, indent=2))
+    elif args.data_command == "synth":
+        _synth_peaks(args)
     else:
         dest = args.dest or data_dir(None)
         path = fetch_dataset(args.name, dest)
         print(f"{args.name} is ready at {path}")
     return 0
+
+
+def _synth_peaks(args: argparse.Namespace) -> None:
+    from physiodl.datasets.peaks_npz import save_events
+    from physiodl.datasets.synthetic_peaks import (
+        PeakEventConfig,
+        event_statistics,
+        peaks_simulate,
+        without_inputs,
+    )
+    from physiodl.recipes import parse_value
+
+    settings = {}
+    for item in args.settings:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise PhysioDLError(f"--set {item!r} is not of the form name=value")
+        settings[key.strip()] = parse_value(text.strip())
+    config = PeakEventConfig.of(**settings)
+    if args.events < 1 or args.per_file < 1 or args.first < 0:
+        raise PhysioDLError("--events and --per-file must be >= 1 and --first >= 0")
+    stem = f"peaks-seed{args.seed}"
+    parts = []
+    files = []
+    for number, lo in enumerate(range(args.first, args.first + args.events, args.per_file)):
+        n = min(args.per_file, args.first + args.events - lo)
+        events = peaks_simulate(n, args.seed, config, first=lo)
+        files.append(save_events(args.out / f"{stem}-{number:03d}.npz", events.X, events.y))
+        parts.append(without_inputs(events))
+        print(f"wrote {files[-1]} ({n} events)")
+    summary = event_statistics(parts, weak_tracks=2 * config.visible_tracks)
+    info = {
+        "seed": args.seed,
+        "first": args.first,
+        "files": [f.name for f in files],
+        "settings": config.to_dict(),
+        "statistics": summary,
+    }
+    (args.out / f"{stem}.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
 
 
 def report(args: argparse.Namespace) -> int:

@@ -3,6 +3,9 @@
 Windows slide over every record with the model's evaluation stride; a last window aligned to
 the record's end covers any tail, so every sample of a record counts at record level. The
 window outputs are aggregated per record by the task (mean of logits for classification).
+Per-bin tasks (detection) instead stitch the window outputs back into one output per bin of
+each record (the mean where windows overlap) and score records with the task's
+`Task.score_records` (peak matching); their window level is scored per bin.
 Windows are cut and fed in batches, so hours-long recordings need little memory.
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -93,8 +96,27 @@ class Evaluation:
 
     window_metrics: dict[str, Any]
     record_metrics: dict[str, Any]
-    record_outputs: np.ndarray
-    record_predictions: np.ndarray
+    record_outputs: np.ndarray | list[np.ndarray]
+    record_predictions: np.ndarray | list[np.ndarray]
+    """Per record: one row (classification, regression) or one per-bin array (detection)."""
+
+
+@torch.inference_mode()
+def record_bin_outputs(
+    model: nn.Module, signals: list[np.ndarray], windows: Windows, batch_size: int = 512
+) -> list[np.ndarray]:
+    """Per-bin outputs ``(time,)`` of every record: its windows' outputs, averaged where they
+    overlap (every bin is covered: see `evaluation_windows`)."""
+    model.eval()
+    sums = [np.zeros(x.shape[1], dtype=np.float32) for x in signals]
+    counts = [np.zeros(x.shape[1], dtype=np.float32) for x in signals]
+    for index, batch in _window_batches(signals, windows, batch_size):
+        outputs = model(torch.from_numpy(batch)).float().numpy()
+        for i, out in zip(index, outputs, strict=True):
+            record, start = windows.owner[i], windows.starts[i]
+            sums[record][start : start + len(out)] += out
+            counts[record][start : start + len(out)] += 1
+    return [s / c for s, c in zip(sums, counts, strict=True)]
 
 
 def evaluate(
@@ -108,6 +130,9 @@ def evaluate(
 ) -> Evaluation:
     """Score ``model`` on normalised features ``data`` with known targets."""
     windows = evaluation_windows(data.lengths, length, stride)
+    if task.per_bin:
+        outputs = record_bin_outputs(model, data.signals, windows, batch_size)
+        return score_bins(task, list(data.targets or []), outputs)
     outputs = window_outputs(model, data.signals, windows, batch_size)
     targets = np.asarray(data.targets)
     regular = ~windows.is_tail
@@ -125,6 +150,48 @@ def evaluate(
     )
 
 
+def score_bins(task: Task, targets: list[np.ndarray], outputs: list[np.ndarray]) -> Evaluation:
+    """A per-bin task's scores of per-record outputs: per bin and per record."""
+    predictions = [task.predict(o) for o in outputs]
+    return Evaluation(
+        window_metrics=bin_metrics(targets, predictions),
+        record_metrics=task.score_records(targets, predictions),
+        record_outputs=outputs,
+        record_predictions=predictions,
+    )
+
+
+def bin_metrics(targets: list[np.ndarray], predictions: list[np.ndarray]) -> dict[str, Any]:
+    """Per-bin agreement over the known (non-NaN) bins: mean absolute error, and accuracy of
+    ``prediction >= 0.5`` against ``target >= 0.5``."""
+    target = np.concatenate([np.ravel(t) for t in targets])
+    prediction = np.concatenate([np.ravel(p) for p in predictions])
+    known = ~np.isnan(target)
+    target, prediction = target[known], prediction[known]
+    return {
+        "n_bins": int(known.sum()),
+        "masked_bins": int((~known).sum()),
+        "bin_mae": float(np.abs(prediction - target).mean()) if known.any() else float("nan"),
+        "bin_accuracy": float(((prediction >= 0.5) == (target >= 0.5)).mean())
+        if known.any()
+        else float("nan"),
+    }
+
+
+def with_operating_point(
+    task: Task, data: SignalSet, result: Evaluation
+) -> tuple[Task, Evaluation]:
+    """The task with its decision settings chosen on ``data`` (validation records) and the
+    evaluation re-scored with them; unchanged for tasks without such settings."""
+    if not task.per_bin:
+        return task, result
+    targets = list(data.targets or [])
+    predictions = list(result.record_predictions)
+    chosen = task.with_operating_point(targets, predictions)
+    metrics = chosen.score_records(targets, predictions)
+    return chosen, replace(result, record_metrics=metrics)
+
+
 def predict_records(
     model: nn.Module,
     task: Task,
@@ -133,9 +200,13 @@ def predict_records(
     length: int | None,
     stride: int | None = None,
     batch_size: int = 512,
-) -> np.ndarray:
-    """Record-level predictions (probabilities for classification) for unlabelled records."""
+) -> np.ndarray | list[np.ndarray]:
+    """Record-level predictions (probabilities for classification) for unlabelled records;
+    per-bin tasks give one ``(time,)`` array per record."""
     windows = evaluation_windows(data.lengths, length, stride)
+    if task.per_bin:
+        outputs = record_bin_outputs(model, data.signals, windows, batch_size)
+        return [task.predict(o) for o in outputs]
     outputs = window_outputs(model, data.signals, windows, batch_size)
     return task.predict(task.aggregate(outputs, windows.owner, len(data)))
 

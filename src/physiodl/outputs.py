@@ -7,21 +7,24 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from physiodl.features import FeaturePipeline
+from physiodl.peak_matching import match, peaks_of
 from physiodl.recipes import RecipeConfig
 from physiodl.signalset import SignalSet
 from physiodl.splits import Split
-from physiodl.tasks import Task
+from physiodl.tasks import DetectionTask, Task
 
 _SUMMARY_COLUMNS = ("arch", "n_params", "best_epoch", "train_seconds", "examples_per_second")
 _LEVEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "cinc_score", "af_f1")
 _REGRESSION_METRICS = ("mae", "rmse", "bias", "within_5", "within_10", "pearson_r")
+_DETECTION_METRICS = ("efficiency", "fp_per_event", "position_error", "threshold")
+_BIN_METRICS = ("bin_accuracy", "bin_mae")
 
 
 def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -32,7 +35,7 @@ def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
         row |= {c: result.get(c) for c in _SUMMARY_COLUMNS}
         for level in ("chunk", "record"):
             metrics = result.get(level, {})
-            for key in (*_LEVEL_METRICS, *_REGRESSION_METRICS):
+            for key in (*_LEVEL_METRICS, *_REGRESSION_METRICS, *_DETECTION_METRICS, *_BIN_METRICS):
                 if metrics.get(key) is not None:
                     row[f"{level}_{key}"] = metrics[key]
             if level == "record":
@@ -57,11 +60,18 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def write_predictions(path: Path, data: SignalSet, task: Task, predictions: np.ndarray) -> None:
-    """Record-level predictions: id, target, prediction and one probability per class."""
+def write_predictions(
+    path: Path, data: SignalSet, task: Task, predictions: np.ndarray | list[np.ndarray]
+) -> None:
+    """Record-level predictions: id, target, prediction and one probability per class; for
+    detection one row per record with its true and predicted peaks (`event_peak_rows`)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        if task.kind == "classification":
+        if isinstance(task, DetectionTask):
+            rows = event_peak_rows(task, data.ids, list(data.targets or []), list(predictions))
+            writer.writerow(list(rows[0]))
+            writer.writerows(row.values() for row in rows)
+        elif task.kind == "classification":
             classes = task.classes
             writer.writerow(["id", "target", "prediction", *(f"p_{c}" for c in classes)])
             for rid, target, proba in zip(data.ids, data.targets, predictions, strict=True):
@@ -71,6 +81,52 @@ def write_predictions(path: Path, data: SignalSet, task: Task, predictions: np.n
             writer.writerow(["id", "target", "prediction"])
             for rid, target, pred in zip(data.ids, data.targets, predictions, strict=True):
                 writer.writerow([rid, float(np.mean(target)), float(np.mean(pred))])
+
+
+def event_peak_rows(
+    task: DetectionTask,
+    ids: Sequence[str],
+    targets: Sequence[np.ndarray] | None,
+    predictions: Sequence[np.ndarray],
+) -> list[dict[str, Any]]:
+    """Per record: predicted peak positions (bins) at the task's threshold and their scores;
+    with targets also the true peaks, how many were found and the false positives."""
+    matching = task.matching
+    rows = []
+    for i, (rid, scores) in enumerate(zip(ids, predictions, strict=True)):
+        mask = None if targets is None else np.isnan(targets[i])
+        peaks = peaks_of(scores, task.threshold, task.min_distance, mask=mask)
+        row: dict[str, Any] = {"id": rid}
+        if targets is not None:
+            true = matching.true_peaks(targets[i])
+            found = len(match(true, peaks.positions, task.tolerance))
+            row |= {
+                "true_peaks": _positions(true),
+                "found": found,
+                "false_positives": len(peaks.positions) - found,
+            }
+        row |= {"peaks": _positions(peaks.positions), "scores": _positions(peaks.heights, ".3f")}
+        rows.append(row)
+    return rows
+
+
+def _positions(values: np.ndarray, fmt: str = ".1f") -> str:
+    return " ".join(f"{v:{fmt}}" for v in values)
+
+
+def write_bin_examples(
+    path: Path, data: SignalSet, predictions: Sequence[np.ndarray], n: int = 3
+) -> None:
+    """The first ``n`` records' first input channel, target and per-bin prediction (report)."""
+    chosen = range(min(n, len(data)))
+    np.savez(
+        path,
+        ids=np.array([data.ids[i] for i in chosen]),
+        channel=np.array(data.channels[0]),
+        inputs=np.stack([data.signals[i][0] for i in chosen]),
+        targets=np.stack([np.asarray(data.targets[i]) for i in chosen]),  # type: ignore[index]
+        predictions=np.stack([predictions[i] for i in chosen]),
+    )
 
 
 def write_examples(

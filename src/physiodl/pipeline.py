@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,14 @@ import torch
 from physiodl.cache import cached_signalset
 from physiodl.checkpoint import TrainedModel, save_checkpoint
 from physiodl.datasets import dataset_info, dataset_path, load_dataset
-from physiodl.evaluation import evaluate
+from physiodl.errors import RecipeError
+from physiodl.evaluation import evaluate, with_operating_point
 from physiodl.features import FeaturePipeline
 from physiodl.models import build_model
 from physiodl.outputs import (
     comparison_rows,
     run_metadata,
+    write_bin_examples,
     write_comparison,
     write_examples,
     write_predictions,
@@ -38,7 +40,7 @@ from physiodl.report import write_report
 from physiodl.rundir import RunDirectory, open_run_directory, write_json
 from physiodl.signalset import SignalSet
 from physiodl.splits import Split, check_no_leakage, make_split
-from physiodl.tasks import Task, make_task
+from physiodl.tasks import Task, check_task_options, make_task
 from physiodl.training import ChunkDataModule, fit
 from physiodl.transforms.balance import class_weights
 
@@ -55,6 +57,9 @@ class RunOptions:
     only_models: tuple[str, ...] = ()
     use_cache: bool = True
     command: str = field(default_factory=lambda: " ".join(sys.argv))
+    callbacks: tuple[Any, ...] = ()
+    """Extra Lightning callbacks for every model's training (e.g. a tuning trial's pruner)."""
+    write_report: bool = True
 
 
 @dataclass
@@ -67,6 +72,8 @@ class _Data:
 def run_recipe(config: RecipeConfig, options: RunOptions) -> Path:
     """Run every model of ``config``; returns the finished run directory."""
     started = time.time()
+    for model_cfg in _selected_models(config, options):
+        check_task_options(config.task, config.model_task_options(model_cfg))
     data = _load(config, options)
     split = _split(config, data.raw)
     run = open_run_directory(
@@ -92,6 +99,14 @@ def _split(config: RecipeConfig, raw: SignalSet) -> Split:
     )
     if raw.groups is not None:
         check_no_leakage(split, raw.groups)
+    size = config.split.train_size
+    if size is not None:
+        if size > len(split.train):
+            raise RecipeError(
+                f"split.train_size = {size} exceeds the {len(split.train)} training records; "
+                "use more data or a smaller train_size"
+            )
+        split = replace(split, train=split.train[:size])
     return split
 
 
@@ -129,6 +144,14 @@ def _run(
 def _headline(result: dict[str, Any]) -> str:
     """One line of a model's scores for the console."""
     record, chunk = result["record"], result["chunk"]
+    if "efficiency" in record:
+        error = record["position_error"]
+        return (
+            f"efficiency {record['efficiency'] or 0:.3f} at {record['fp_per_event']:.3f} false "
+            f"positives/event (threshold {record['threshold']:.3g}), position error "
+            f"{'—' if error is None else f'{error:.2f}'} bins, best epoch {result['best_epoch']}/"
+            f"{result['epochs_trained']}, {result['train_seconds']:.0f} s"
+        )
     parts = [f"{key} {record[key]:.3f}" for key in ("cinc_score", "af_f1") if key in record]
     parts += [
         f"record balanced acc {record['balanced_accuracy']:.3f}"
@@ -176,13 +199,16 @@ def _features(data: _Data, pipeline: FeaturePipeline, use_cache: bool) -> Signal
     return data.features[name]
 
 
-def _task(config: RecipeConfig, raw: SignalSet, train: SignalSet, balance: str) -> Task:
+def _task(
+    config: RecipeConfig, model_cfg: ModelConfig, raw: SignalSet, train: SignalSet, balance: str
+) -> Task:
+    options = config.model_task_options(model_cfg)
     if config.task != "classification":
-        return make_task(config.task)
+        return make_task(config.task, **options)
     weights = None
     if balance == "class_weights":
         weights = class_weights(np.asarray(train.targets), len(raw.classes or ())).tolist()
-    return make_task("classification", classes=raw.classes, class_weights=weights)
+    return make_task("classification", classes=raw.classes, class_weights=weights, **options)
 
 
 def _train_and_evaluate(
@@ -206,7 +232,7 @@ def _train_and_evaluate(
     pipeline = pipeline.fit(train_raw)
     train_set = pipeline.normalise(train_raw)
     val_set = pipeline.normalise(features.subset(split.validation))
-    task = _task(config, data.raw, train_set, features_cfg.balance)
+    task = _task(config, model_cfg, data.raw, train_set, features_cfg.balance)
     chunks = features_cfg.chunks
     torch.manual_seed(config.seed)  # the same initial weights, whatever ran before
     model = build_model(
@@ -236,6 +262,7 @@ def _train_and_evaluate(
         train_cfg=train_cfg,
         seed=config.seed,
         resume=run.resumed,
+        callbacks=options.callbacks,
     )
     if fitted.interrupted:
         raise KeyboardInterrupt  # the run stays a .partial folder that --resume continues
@@ -243,6 +270,7 @@ def _train_and_evaluate(
         return {}
     model.load_state_dict(fitted.best_state_dict)
     result = evaluate(model, task, val_set, length=chunks.length, stride=chunks.eval_stride)
+    task, result = with_operating_point(task, val_set, result)
     summary = {
         "arch": model_cfg.arch,
         "n_params": sum(p.numel() for p in model.parameters()),
@@ -252,6 +280,7 @@ def _train_and_evaluate(
         "examples_per_second": fitted.examples_per_second,
         "chunk": result.window_metrics,
         "record": result.record_metrics,
+        "task": task.to_dict(),
     }
     trained = TrainedModel(
         model=model,
@@ -271,6 +300,8 @@ def _train_and_evaluate(
     )
     save_checkpoint(model_dir / "best.ckpt", trained)
     write_predictions(model_dir / "predictions.csv", val_set, task, result.record_predictions)
+    if task.per_bin:
+        write_bin_examples(model_dir / "examples.npz", val_set, result.record_predictions)
     write_json(done, summary)
     return summary
 
@@ -297,4 +328,5 @@ def _write_summary(
         run.path / "metadata.json",
         run_metadata(config, data.raw, split, options.command, started, os.environ),
     )
-    write_report(run.path)
+    if options.write_report:
+        write_report(run.path)

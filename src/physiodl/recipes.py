@@ -41,6 +41,9 @@ class SplitConfig(_Strict):
     test: float = Field(0.0, ge=0.0, lt=1.0)
     k: int | None = Field(None, ge=2)
     fold: int = Field(0, ge=0)
+    train_size: int | None = Field(
+        None, ge=1, description="train on the first this many training records (size studies)"
+    )
 
 
 class SpectrogramConfig(_Strict):
@@ -67,6 +70,12 @@ class ChunkConfig(_Strict):
     random: bool = False
     stride: int | None = Field(None, ge=1)
     eval_stride: int | None = Field(None, ge=1)
+
+    @field_validator("length", mode="before")
+    @classmethod
+    def _false_means_whole(cls, value: Any) -> Any:
+        """TOML has no null: ``length = false`` means whole records."""
+        return None if value is False else value
 
 
 class FeaturesConfig(_Strict):
@@ -113,6 +122,7 @@ class ModelConfig(_Strict):
     hparams: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
+    task_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -122,6 +132,13 @@ class ModelConfig(_Strict):
         return name
 
 
+class SweepConfig(_Strict):
+    """Run the recipe once per value of one setting (``key`` as in ``--set``)."""
+
+    key: str
+    values: list[Any] = Field(min_length=1)
+
+
 class RecipeConfig(_Strict):
     """A whole study: data, split, features, training and the models to compare."""
 
@@ -129,6 +146,9 @@ class RecipeConfig(_Strict):
     description: str = ""
     seed: int = 12345
     task: TaskKind = "classification"
+    task_options: dict[str, Any] = Field(
+        default_factory=dict, description="the task's own settings, e.g. its loss"
+    )
     data: DataConfig
     split: SplitConfig = SplitConfig()
     features: FeaturesConfig = FeaturesConfig()
@@ -137,6 +157,7 @@ class RecipeConfig(_Strict):
     quick: dict[str, Any] = Field(
         default_factory=dict, description="dotted overrides applied by --quick"
     )
+    sweep: SweepConfig | None = None
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> RecipeConfig:
@@ -155,6 +176,10 @@ class RecipeConfig(_Strict):
         """The features of one model: the recipe's, updated by the model's overrides."""
         merged = _deep_merge(self.features.model_dump(), model.features)
         return _validate(FeaturesConfig, merged, f"models.{model.name}.features")
+
+    def model_task_options(self, model: ModelConfig) -> dict[str, Any]:
+        """The task settings of one model: the recipe's, updated by the model's."""
+        return {**self.task_options, **model.task_options}
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models:
@@ -206,7 +231,26 @@ def recipe_from_dict(
     for model in config.models:
         config.model_train(model)
         config.model_features(model)
+    if config.sweep is not None:
+        for value in config.sweep.values:
+            sweep_point(config, value)
     return config
+
+
+def sweep_point(config: RecipeConfig, value: Any) -> RecipeConfig:
+    """The recipe of one sweep point: ``sweep.key`` set to ``value``, no sweep of its own."""
+    if config.sweep is None:
+        raise RecipeError(f"recipe {config.name!r} has no [sweep] table")
+    raw = config.model_dump(mode="json", exclude={"sweep"})
+    key = config.sweep.key
+    if key.split(".")[0] in ("sweep", "name"):
+        raise RecipeError(f"sweep.key = {key!r}: a sweep cannot change the recipe's {key}")
+    _apply_override(raw, key, value)
+    point = _validate(RecipeConfig, raw, f"sweep point {key} = {value!r}")
+    for model in point.models:
+        point.model_train(model)
+        point.model_features(model)
+    return point
 
 
 def parse_value(text: str) -> Any:

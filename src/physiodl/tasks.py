@@ -20,7 +20,8 @@ forecasting     ``(b, n_channels*horizon)`` ``(b, n_channels, horizon)``, NaN = 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -30,6 +31,7 @@ from scipy.special import expit, softmax
 from torch import Tensor
 
 from physiodl.errors import DataError, RecipeError
+from physiodl.peak_matching import PeakMatching, operating_threshold
 
 MonitorMode = Literal["min", "max"]
 
@@ -41,6 +43,8 @@ class Task(ABC):
     monitor: ClassVar[str]
     """Validation metric that selects the best epoch (logged by `SignalModule`)."""
     monitor_mode: ClassVar[MonitorMode]
+    per_bin: ClassVar[bool] = False
+    """Whether outputs and targets are per time bin (scored per record by `score_records`)."""
 
     @property
     @abstractmethod
@@ -66,6 +70,19 @@ class Task(ABC):
     def aggregate(self, outputs: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
         """Window outputs to one output per record: the mean over each record's windows."""
         return _owner_mean(outputs, owner, n_records)
+
+    def score_records(
+        self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]
+    ) -> dict[str, Any]:
+        """Scores of per-bin predictions, one array per record (per-bin tasks only)."""
+        raise DataError(f"{self.kind} predictions are not per bin")
+
+    def with_operating_point(
+        self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]
+    ) -> Task:
+        """This task with its decision settings chosen on (validation) targets and predictions;
+        the same task for kinds without such settings."""
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type description; `task_from_dict` rebuilds the task from it."""
@@ -204,42 +221,72 @@ class RegressionTask(Task):
 
 @dataclass(frozen=True)
 class DetectionTask(Task):
-    """Per-bin targets (peaks, events); ``criterion`` is ``bce`` (on logits) or ``mse``.
+    """Per-bin targets (peaks, events), scored per record by peak matching.
 
-    ``pos_weight`` weighs positive bins in the ``bce`` loss (rare events).
+    Losses (``criterion``), all over the non-NaN bins: ``bce`` on logits (``pos_weight``
+    weighs the rare positive bins: a peak-weighted loss), ``mse`` on raw outputs (the seed's
+    regression of the target histogram) and ``pvfinder``, PV-finder's asymmetric cost on
+    ``p = sigmoid(output)``: with ``r = (p + 1e-5) / (y + 1e-5)``, ``-log(2r / (r² + 1)) *
+    (1 + asymmetry * exp(-r))``, which is 0 at ``p = y`` and punishes missing a peak
+    (``r < 1``) more than overshooting.
+
+    Peak finding and matching (`physiodl.peak_matching.PeakMatching`): ``tolerance``,
+    ``truth_height``, ``min_distance``; ``threshold`` is the operating point on the scores
+    (probabilities, or raw outputs for ``mse``), chosen on validation data as the highest
+    efficiency with at most ``fp_budget`` false positives per event (`with_operating_point`).
     """
 
-    criterion: Literal["bce", "mse"] = "bce"
+    criterion: Literal["bce", "mse", "pvfinder"] = "bce"
     pos_weight: float | None = None
+    asymmetry: float = 2.5
+    tolerance: float = 5.0
+    truth_height: float = 0.5
+    min_distance: int = 1
+    fp_budget: float = 0.2
+    threshold: float = 0.5
 
     kind: ClassVar[str] = "detection"
     monitor: ClassVar[str] = "val_loss"
     monitor_mode: ClassVar[MonitorMode] = "min"
+    per_bin: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        _check_option("criterion", self.criterion, ("bce", "mse"))
+        _check_option("criterion", self.criterion, ("bce", "mse", "pvfinder"))
         if self.pos_weight is not None and self.pos_weight <= 0:
             raise RecipeError(f"detection pos_weight must be positive, got {self.pos_weight}")
+        if self.pos_weight is not None and self.criterion != "bce":
+            raise RecipeError("detection pos_weight applies to criterion = 'bce' only")
+        if self.tolerance < 0 or self.fp_budget < 0 or self.asymmetry < 0 or self.min_distance < 1:
+            raise RecipeError(
+                "detection needs tolerance, fp_budget and asymmetry >= 0 and min_distance >= 1; "
+                f"got {self.tolerance}, {self.fp_budget}, {self.asymmetry}, {self.min_distance}"
+            )
 
     @property
     def out_size(self) -> int:
         return 1
 
+    @property
+    def matching(self) -> PeakMatching:
+        return PeakMatching(self.tolerance, self.truth_height, self.min_distance, self.fp_budget)
+
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return _masked_loss(outputs, targets, self.criterion, pos_weight=self.pos_weight)
+        return _masked_loss(
+            outputs, targets, self.criterion, pos_weight=self.pos_weight, asymmetry=self.asymmetry
+        )
 
     def encode_targets(self, targets: np.ndarray) -> np.ndarray:
         values = np.asarray(targets, dtype=np.float32)
         known = values[~np.isnan(values)]
-        if self.criterion == "bce" and known.size and (known.min() < 0 or known.max() > 1):
+        if self.criterion != "mse" and known.size and (known.min() < 0 or known.max() > 1):
             raise DataError(
-                f"detection targets for the bce criterion must lie in [0, 1] (or NaN), got "
-                f"{known.min()}..{known.max()}; use criterion = 'mse' for other values"
+                f"detection targets for the {self.criterion} criterion must lie in [0, 1] (or "
+                f"NaN), got {known.min()}..{known.max()}; use criterion = 'mse' for other values"
             )
         return values
 
     def predict(self, outputs: np.ndarray) -> np.ndarray:
-        return expit(outputs) if self.criterion == "bce" else outputs
+        return outputs if self.criterion == "mse" else expit(outputs)
 
     def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         if self.criterion == "mse":
@@ -250,9 +297,20 @@ class DetectionTask(Task):
 
     def aggregate(self, outputs: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
         raise DataError(
-            "detection outputs are per time bin and have no per-record mean; evaluate whole "
-            "records (chunks length = none) or score the windows"
+            "detection outputs are per time bin and have no per-record mean; "
+            "physiodl.evaluation stitches them per record"
         )
+
+    def score_records(
+        self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]
+    ) -> dict[str, Any]:
+        return self.matching.scores(targets, predictions, self.threshold)
+
+    def with_operating_point(
+        self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]
+    ) -> DetectionTask:
+        curve = self.matching.scores(targets, predictions, self.threshold)["curve"]
+        return replace(self, threshold=operating_threshold(curve, self.fp_budget))
 
 
 @dataclass(frozen=True)
@@ -319,6 +377,19 @@ def make_task(kind: str, **options: Any) -> Task:
         raise RecipeError(f"task {kind!r}: {err}; allowed options: {', '.join(names)}") from err
 
 
+def check_task_options(kind: str, options: dict[str, Any]) -> None:
+    """A `RecipeError` for an unknown task kind or option name (values are checked on use)."""
+    if kind not in TASKS:
+        raise RecipeError(f"unknown task {kind!r}; choose one of {', '.join(TASKS)}")
+    names = [f.name for f in fields(TASKS[kind])]  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise RecipeError(
+            f"task_options: task {kind!r} has no option {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(names) or 'none'}"
+        )
+
+
 def task_from_dict(data: dict[str, Any]) -> Task:
     """Inverse of `Task.to_dict`."""
     options = dict(data)
@@ -340,6 +411,7 @@ def _masked_loss(
     *,
     huber_delta: float = 1.0,
     pos_weight: float | None = None,
+    asymmetry: float = 0.0,
 ) -> Tensor:
     """Mean element loss over the non-NaN targets, without a host sync (0 if all are NaN)."""
     mask = ~torch.isnan(targets)
@@ -353,9 +425,17 @@ def _masked_loss(
         values = F.binary_cross_entropy_with_logits(
             outputs, clean, pos_weight=weight, reduction="none"
         )
+    elif criterion == "pvfinder":
+        values = _pvfinder_cost(torch.sigmoid(outputs), clean, asymmetry)
     else:
         values = (outputs - clean).square()
     return _masked_mean(values, mask)
+
+
+def _pvfinder_cost(p: Tensor, y: Tensor, asymmetry: float, epsilon: float = 1e-5) -> Tensor:
+    """PV-finder's per-bin cost: ``-log(2r / (r² + 1)) * (1 + asymmetry * exp(-r))``."""
+    r = (p + epsilon) / (y + epsilon)
+    return -torch.log(2 * r / (r.square() + 1)) * (1 + asymmetry * torch.exp(-r))
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:

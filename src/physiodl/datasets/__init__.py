@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from physiodl.datasets import cinc2017, synthetic
+from physiodl.datasets import cinc2017, peaks_npz, synthetic, synthetic_peaks
 from physiodl.errors import DataError, DownloadError, RecipeError
 from physiodl.io import paths
 from physiodl.io.cinc_format import LAYOUT as CINC_LAYOUT
@@ -41,6 +41,8 @@ class DatasetInfo:
         citation: how to cite the data.
         license: the data's license.
         known_sha256: SHA-256 of known local copies -> what they are.
+        files_dataset: for generated data, the dataset that reads it once saved to files
+            (what `physiodl evaluate` uses for a checkpoint trained on generated data).
     """
 
     name: str
@@ -53,7 +55,15 @@ class DatasetInfo:
     citation: str = ""
     license: str = ""
     known_sha256: dict[str, str] = field(default_factory=dict)
+    files_dataset: str | None = None
 
+
+PV_FINDER_CITATION = (
+    "Fang R, Schreiner HF, Sokoloff MD, Weisser C, Williams M. A hybrid deep learning approach "
+    "to vertexing. J. Phys.: Conf. Ser. 1525 (2020) 012079, arXiv:1906.08306; Akar S et al. "
+    "Progress in developing a hybrid deep learning algorithm for identifying and locating "
+    "primary vertices. EPJ Web Conf. 251 (2021) 04012, arXiv:2007.01023"
+)
 
 CINC2017_URL = "https://physionet.org/files/challenge-2017/1.0.0/training2017.zip"
 CINC2017_SIZE = 99_226_822
@@ -98,6 +108,30 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         license="generated data, no restrictions",
     ),
+    "peaks-npz": DatasetInfo(
+        name="peaks-npz",
+        title="Peak-finding events in the seed's .npz form: X (N, C, bins), y (N, bins)",
+        task="detection",
+        load=peaks_npz.load,
+        default_path="pv-finder",
+        layout=peaks_npz.LAYOUT,
+        citation=PV_FINDER_CITATION,
+        license="that of the files",
+    ),
+    "synthetic-peaks": DatasetInfo(
+        name="synthetic-peaks",
+        title="Synthetic PV-finder-like events: 4 channels x 4,000 bins, per-bin peak targets",
+        task="detection",
+        load=synthetic_peaks.load,
+        default_path=None,
+        layout=(
+            "generated in memory by physiodl.datasets.synthetic_peaks; save files with "
+            "`physiodl data synth peaks --events N --seed S --out DIR` (read them as peaks-npz)"
+        ),
+        citation=PV_FINDER_CITATION + " (the setting the generator imitates)",
+        license="generated data, no restrictions",
+        files_dataset="peaks-npz",
+    ),
 }
 
 
@@ -118,12 +152,14 @@ def load_dataset(
 
     ``path`` is absolute or relative to ``data_dir`` (``--data-dir`` > ``PHYSIODL_DATA`` >
     the user cache). ``options`` go to the dataset's ``load``; an option it does not take
-    is a `RecipeError` naming the allowed ones.
+    is a `RecipeError` naming the allowed ones (a loader taking ``**settings`` names them).
     """
     info = dataset_info(name)
-    allowed = [p for p in inspect.signature(info.load).parameters if p != "path"]
+    parameters = inspect.signature(info.load).parameters
+    allowed = [p for p in parameters if p != "path"]
     unknown = sorted(set(options) - set(allowed))
-    if unknown:
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if unknown and not takes_any:  # a loader with **settings checks their names itself
         raise RecipeError(
             f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(allowed)}"

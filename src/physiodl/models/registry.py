@@ -74,4 +74,12 @@ def build_model(
 
 def _import_all() -> None:
     """Import the model modules so their decorators run."""
-    from physiodl.models import cnn, crnn, mlp, recurrent, resnet1d  # noqa: F401
+    from physiodl.models import (  # noqa: F401
+        cnn,
+        crnn,
+        detection,
+        mlp,
+        recurrent,
+        resnet1d,
+        unet1d,
+    )

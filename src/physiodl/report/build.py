@@ -7,6 +7,7 @@ from pathlib import Path
 
 from physiodl.report import html, sections
 from physiodl.report.classification import classification_sections
+from physiodl.report.detection import detection_sections
 from physiodl.report.html import Section
 from physiodl.report.rundir import RunData, read_run_dir
 from physiodl.report.sections import FigureStore
@@ -22,6 +23,7 @@ def scores_table_sections(run: RunData, store: FigureStore) -> list[Section]:
 TASK_SECTIONS: dict[str, TaskSections] = {
     "classification": classification_sections,
     "regression": scores_table_sections,
+    "detection": detection_sections,
 }
 
 

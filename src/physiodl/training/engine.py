@@ -7,7 +7,7 @@ import pickle
 import signal
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,7 @@ def fit(
     seed: int = 0,
     resume: bool = False,
     tensorboard_dir: Path | None = None,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> FitResult:
     """Train ``model`` on ``datamodule`` for ``task``; checkpoints go to ``out_dir/lightning``.
 
@@ -131,6 +132,7 @@ def fit(
         seed: seeds Python, numpy and torch (``pl.seed_everything(seed, workers=True)``).
         resume: continue from ``out_dir/lightning/last.ckpt`` if it exists.
         tensorboard_dir: the model's TensorBoard directory (e.g. ``run/tensorboard/<model>``).
+        callbacks: extra Lightning callbacks (e.g. a hyperparameter search's pruner).
     """
     cfg = FitConfig.of(train_cfg)
     _check_balance(task, datamodule)
@@ -156,14 +158,14 @@ def fit(
     # a live bar in a terminal; elsewhere (CI, a log file) one readable line per epoch
     show_bar = bool(cfg.trainer.get("enable_progress_bar", sys.stderr.isatty()))
     history = EpochHistory(out_dir / "history.csv", log_epochs=not show_bar)
-    callbacks: list[pl.Callback] = [RngStateCheckpoint(), history, best]
+    all_callbacks: list[pl.Callback] = [RngStateCheckpoint(), history, best, *callbacks]
     if cfg.early_stopping is not None:
-        callbacks.append(
+        all_callbacks.append(
             EarlyStopping(task.monitor, mode=task.monitor_mode, patience=cfg.early_stopping)
         )
     if show_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))
-    args = _trainer_args(cfg, callbacks, out_dir, tensorboard_dir)
+        all_callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))
+    args = _trainer_args(cfg, all_callbacks, out_dir, tensorboard_dir)
     args["enable_progress_bar"] = show_bar
     trainer = pl.Trainer(**args)
     resume_from = last if resume and last.exists() else None
