@@ -17,6 +17,8 @@ log = logging.getLogger("physiodl")
 EPILOG = """examples:
   physiodl run recipes/af2017.toml --quick
   physiodl run recipes/af2017.toml --set train.max_epochs=5 trainer.devices=2 trainer.strategy=ddp
+  physiodl tune recipes/peaks-tune.toml --trials 10
+  physiodl data synth peaks --events 1000 --seed 7 --out heldout/
   physiodl evaluate runs/af2017/<run>/models/resnet/best.ckpt --data-dir path/to/training2017.zip
   physiodl predict runs/af2017/<run>/models/resnet/best.ckpt A00001.hea my_ecg.csv --fs 250
   physiodl data info cinc2017
@@ -51,6 +53,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, help=data_dir_help)
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
     run.add_argument("--no-cache", action="store_true", help="recompute features")
+
+    tune = sub.add_parser(
+        "tune",
+        help="hyperparameter search (Optuna) from a recipe's [tune] table",
+        description="Run trials of the recipe's [tune] search space and write the study's "
+        "report (trials, best values, parameter importances) to <runs-dir>/<recipe name>/. "
+        "Workers on several machines share one study through --storage (any database URL "
+        "Optuna accepts) and the same --study name.",
+    )
+    tune.add_argument("recipe", type=Path, help="recipe TOML file with a [tune] table")
+    tune.add_argument("--trials", type=int, help="trials for this worker (0: only the report)")
+    tune.add_argument(
+        "--storage",
+        help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+        "(default: sqlite:///<runs-dir>/<recipe name>/study.db)",
+    )
+    tune.add_argument("--study", help="study name (default: tune.study or the recipe name)")
+    tune.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override recipe values, as for run",
+    )
+    tune.add_argument("--quick", action="store_true", help="apply the recipe's [quick] settings")
+    tune.add_argument("--data-dir", type=Path, help=data_dir_help)
+    tune.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
+    tune.add_argument("--no-cache", action="store_true", help="recompute features")
 
     ev = sub.add_parser("evaluate", help="score a checkpoint on labelled data, print JSON")
     ev.add_argument("checkpoint", type=Path, help="models/<name>/best.ckpt of a run")
@@ -122,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     # CPU (measured in bench/bench_recurrent.py); set before torch is first imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose, training=args.command in ("run", "demo"))
+    _configure_logging(args.verbose, training=args.command in ("run", "tune", "demo"))
     from physiodl import commands
 
     handlers = {
         "run": commands.run,
+        "tune": commands.tune,
         "evaluate": commands.evaluate,
         "predict": commands.predict,
         "data": commands.data,

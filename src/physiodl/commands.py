@@ -43,6 +43,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    from physiodl.recipes import load_recipe
+    from physiodl.tuning import TuneOptions, run_study
+
+    config = load_recipe(args.recipe, args.overrides, quick=args.quick)
+    if args.trials is not None and args.trials < 0:
+        raise PhysioDLError(f"--trials must be >= 0, got {args.trials}")
+    options = TuneOptions(
+        data_dir=data_dir(args.data_dir),
+        runs_dir=args.runs_dir,
+        trials=args.trials,
+        storage=args.storage,
+        study_name=args.study,
+        use_cache=not args.no_cache,
+    )
+    report = run_study(config, options)
+    summary = json.loads((report.parent / "study.json").read_text())
+    best = summary.get("best")
+    print(f"report:     {report}")
+    if best is not None:
+        print(f"best trial: #{best['number']} {summary['metric']} = {best['value']:.4f}")
+        for key, value in best["params"].items():
+            print(f"  {key} = {value!r}")
+    return 0
+
+
 def _print_next_steps(run_dir: Path, data_root: Path, data_path: str | None) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     best = _best_model(metrics)

@@ -26,6 +26,8 @@ from scipy.signal import find_peaks
 from physiodl.errors import DataError
 
 CURVE_POINTS = 60
+#: Thresholds of the per-epoch validation efficiency (`PeakMatching.counts`).
+EPOCH_THRESHOLDS = np.round(np.linspace(0.02, 0.98, 49), 4)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,36 @@ class PeakMatching:
             },
         }
 
+    def counts(
+        self,
+        targets: Sequence[np.ndarray],
+        outputs: Sequence[np.ndarray],
+        thresholds: np.ndarray = EPOCH_THRESHOLDS,
+    ) -> np.ndarray:
+        """Matched, predicted and true peaks and events at each threshold, ``(4, len)``:
+        sums that add up over batches and processes (`efficiency_at_budget` reads them)."""
+        out = np.zeros((4, len(thresholds)))
+        floor = float(np.min(thresholds))
+        for target, scores in zip(targets, outputs, strict=True):
+            true = self.true_peaks(target)
+            peaks = self.candidates(scores, target, floor)
+            for k, threshold in enumerate(thresholds):
+                chosen = peaks.above(threshold)
+                out[0, k] += len(match(true, chosen, self.tolerance))
+                out[1, k] += len(chosen)
+            out[2] += len(true)
+            out[3] += 1
+        return out
+
+    def efficiency_at_budget(self, counts: np.ndarray) -> float:
+        """The best efficiency among thresholds with at most ``fp_budget`` false positives per
+        event (0 when none qualifies), from `counts`."""
+        matched, predicted, true, events = counts
+        efficiency = np.divide(matched, true, out=np.zeros_like(matched), where=true > 0)
+        fp = np.divide(predicted - matched, events, out=np.zeros_like(matched), where=events > 0)
+        within = fp <= self.fp_budget
+        return float(efficiency[within].max()) if within.any() else 0.0
+
     def _counts(
         self,
         truths: list[np.ndarray],
@@ -202,11 +234,13 @@ def _low_floor(outputs: Sequence[np.ndarray]) -> float:
 
 
 def _threshold_grid(found: list[Peaks], threshold: float, points: int) -> np.ndarray:
-    """Thresholds at quantiles of the candidate heights (and the chosen one), increasing."""
+    """Thresholds at quantiles of the candidate heights, the given one and one above every
+    candidate (no peaks at all), increasing."""
     heights = np.concatenate([p.heights for p in found]) if found else np.zeros(0)
     if not len(heights):
         return np.array([threshold])
     # denser towards the top, where the operating points lie
     quantiles = 1 - np.geomspace(1, 1e-3, points)
     grid = np.quantile(heights, np.clip(quantiles, 0, 1))
-    return np.unique(np.r_[grid, threshold])
+    above_all = np.nextafter(heights.max(), np.inf)  # no peak: the end of the curve
+    return np.unique(np.r_[grid, threshold, above_all])

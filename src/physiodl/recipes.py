@@ -8,6 +8,7 @@ Per-model ``train`` and ``features`` tables are partial overrides of the recipe'
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -132,6 +133,74 @@ class ModelConfig(_Strict):
         return name
 
 
+class ParameterRange(_Strict):
+    """One parameter of a search space: ``choices``, or a range ``low``..``high`` (integers
+    when both are integers; ``log`` for a log scale, ``step`` for a grid)."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = Field(None, gt=0)
+    choices: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> ParameterRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low and high, not both")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"needs choices, or low < high (got low={self.low}, high={self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log = true needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+    def examples(self) -> list[Any]:
+        """Values that every sample resembles (for checking the space before a search)."""
+        return list(self.choices) if self.choices is not None else [self.low, self.high]
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """A value for an Optuna trial (non-scalar choices travel as JSON text)."""
+        if self.choices is not None:
+            if all(isinstance(c, bool | int | float | str) for c in self.choices):
+                return trial.suggest_categorical(name, self.choices)
+            encoded = [json.dumps(c) for c in self.choices]
+            return json.loads(trial.suggest_categorical(name, encoded))
+        if self.is_int:
+            step = int(self.step or 1)
+            return trial.suggest_int(name, self.low, self.high, step=step, log=self.log)
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+
+class TuneConfig(_Strict):
+    """A hyperparameter search (`physiodl tune`): the space and the study's settings."""
+
+    model: str | None = Field(None, description="the [[models]] entry to tune (default: first)")
+    metric: str | None = Field(None, description="e.g. 'record.efficiency' (default: the task's)")
+    direction: Literal["maximize", "minimize"] | None = None
+    trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds per worker")
+    study: str | None = None
+    storage: str | None = None
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = Field(3, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    space: dict[str, ParameterRange] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _direction_with_metric(self) -> TuneConfig:
+        if self.metric is not None and self.direction is None:
+            raise ValueError(f"metric = {self.metric!r} needs a direction (maximize or minimize)")
+        return self
+
+
 class SweepConfig(_Strict):
     """Run the recipe once per value of one setting (``key`` as in ``--set``)."""
 
@@ -158,6 +227,7 @@ class RecipeConfig(_Strict):
         default_factory=dict, description="dotted overrides applied by --quick"
     )
     sweep: SweepConfig | None = None
+    tune: TuneConfig | None = None
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> RecipeConfig:
@@ -241,16 +311,22 @@ def sweep_point(config: RecipeConfig, value: Any) -> RecipeConfig:
     """The recipe of one sweep point: ``sweep.key`` set to ``value``, no sweep of its own."""
     if config.sweep is None:
         raise RecipeError(f"recipe {config.name!r} has no [sweep] table")
-    raw = config.model_dump(mode="json", exclude={"sweep"})
     key = config.sweep.key
-    if key.split(".")[0] in ("sweep", "name"):
+    if key.split(".")[0] in ("sweep", "name", "tune"):
         raise RecipeError(f"sweep.key = {key!r}: a sweep cannot change the recipe's {key}")
-    _apply_override(raw, key, value)
-    point = _validate(RecipeConfig, raw, f"sweep point {key} = {value!r}")
-    for model in point.models:
-        point.model_train(model)
-        point.model_features(model)
-    return point
+    return override_recipe(config, {key: value}, f"sweep point {key} = {value!r}")
+
+
+def override_recipe(config: RecipeConfig, overrides: dict[str, Any], where: str) -> RecipeConfig:
+    """``config`` with dotted ``overrides`` (as ``--set``), validated, without sweep or tune."""
+    raw = config.model_dump(mode="json", exclude={"sweep", "tune"})
+    for key, value in overrides.items():
+        _apply_override(raw, key, value)
+    changed = _validate(RecipeConfig, raw, where)
+    for model in changed.models:
+        changed.model_train(model)
+        changed.model_features(model)
+    return changed
 
 
 def parse_value(text: str) -> Any:

@@ -234,6 +234,8 @@ class DetectionTask(Task):
     ``truth_height``, ``min_distance``; ``threshold`` is the operating point on the scores
     (probabilities, or raw outputs for ``mse``), chosen on validation data as the highest
     efficiency with at most ``fp_budget`` false positives per event (`with_operating_point`).
+    The best epoch is the one of highest ``val_efficiency``: that efficiency on a grid of 49
+    thresholds, from every validation epoch's outputs.
     """
 
     criterion: Literal["bce", "mse", "pvfinder"] = "bce"
@@ -246,8 +248,8 @@ class DetectionTask(Task):
     threshold: float = 0.5
 
     kind: ClassVar[str] = "detection"
-    monitor: ClassVar[str] = "val_loss"
-    monitor_mode: ClassVar[MonitorMode] = "min"
+    monitor: ClassVar[str] = "val_efficiency"
+    monitor_mode: ClassVar[MonitorMode] = "max"
     per_bin: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -305,6 +307,18 @@ class DetectionTask(Task):
         self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]
     ) -> dict[str, Any]:
         return self.matching.scores(targets, predictions, self.threshold)
+
+    def epoch_counts(self, outputs: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+        """Peak-matching counts of an epoch's batches (`PeakMatching.counts`), summable."""
+        scores = [self.predict(o.float().cpu().numpy()) for o in outputs]
+        rows = [r for batch in scores for r in batch.reshape(-1, batch.shape[-1])]
+        truth = [r for t in targets for r in t.cpu().numpy().reshape(-1, t.shape[-1])]
+        return torch.from_numpy(self.matching.counts(truth, rows))
+
+    def epoch_scores(self, counts: Tensor) -> dict[str, Tensor]:
+        """``efficiency``: the best efficiency within the false-positive budget."""
+        value = self.matching.efficiency_at_budget(counts.double().cpu().numpy())
+        return {"efficiency": torch.tensor(value, dtype=torch.float64, device=counts.device)}
 
     def with_operating_point(
         self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]

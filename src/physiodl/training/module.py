@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from physiodl.errors import RecipeError
-from physiodl.tasks import ClassificationTask, Task
+from physiodl.tasks import ClassificationTask, DetectionTask, Task
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "onecycle", "cosine", "plateau")
@@ -50,10 +50,10 @@ class SignalModule(pl.LightningModule):
 
     Logged once per epoch: ``train_loss``, ``train_<metric>``, ``val_loss``, ``val_<metric>``
     (``acc`` or ``mae``) and, for classification, ``val_balanced_accuracy`` from the epoch's
-    confusion counts. A step only keeps references to its detached outputs (no per-step
-    logging, no host sync); at epoch end the sums are reduced over DDP ranks before dividing,
-    so the means are exact (Lightning's ``sync_dist`` averages per-rank means with truncated
-    integer batch counts).
+    confusion counts; for detection ``val_efficiency`` from peak-matching counts. A step only
+    keeps references to its detached outputs (no per-step logging, no host sync); at epoch
+    end the sums are reduced over DDP ranks before dividing, so the means are exact
+    (Lightning's ``sync_dist`` averages per-rank means with truncated integer batch counts).
 
     Args:
         model: maps ``(batch, channels, time)`` to the task's outputs.
@@ -165,6 +165,10 @@ class SignalModule(pl.LightningModule):
         values = {f"{stage}_{k}": t / totals[0] for k, t in zip(names, totals[1:], strict=True)}
         if stage == "val" and isinstance(self.task, ClassificationTask):
             values["val_balanced_accuracy"] = self._balanced_accuracy(self.task, outputs, targets)
+        if stage == "val" and isinstance(self.task, DetectionTask):
+            counts = self.task.epoch_counts(epoch.outputs, epoch.targets).to(outputs.device)
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+            values |= {f"val_{k}": v for k, v in self.task.epoch_scores(counts).items()}
         self._log(values, prog_bar=stage == "val")
 
     def _balanced_accuracy(
