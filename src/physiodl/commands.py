@@ -30,6 +30,13 @@ def run(args: argparse.Namespace) -> int:
         only_models=tuple(args.models.split(",")) if args.models else (),
         use_cache=not args.no_cache,
     )
+    if config.sweep is not None:
+        from physiodl.sweeps import run_sweep
+
+        sweep_dir = run_sweep(config, options)
+        print(f"sweep directory: {sweep_dir}")
+        print(f"report:          {sweep_dir / 'report.html'}")
+        return 0
     try:
         run_dir = run_recipe(config, options)
     except KeyboardInterrupt:
