@@ -11,7 +11,8 @@ from physiodl.models import build_model, list_models, model_class
 from physiodl.models.recurrent import LSTM
 from physiodl.models.registry import model_hparams
 
-# (in_channels, time) each model is tested with: 17 spectrogram frequencies or 1 raw lead
+# (in_channels, time) each model is tested with: 17 spectrogram frequencies, 1 raw lead, or
+# 4 peak-finding features over bins (an odd length: the convolutional ones pad and crop)
 SIGNAL_SHAPES = {
     "CRNN": (17, 20),
     "ConvNet": (17, 20),
@@ -19,9 +20,13 @@ SIGNAL_SHAPES = {
     "GRUNet": (17, 20),
     "LSTMNet": (17, 20),
     "MeanSpectrumNet": (17, 20),
+    "PeakBiLSTM": (4, 50),
+    "PeakCNN": (4, 70),
+    "PeakRCNN": (4, 70),
     "RNNNet": (17, 20),
     "ResNet1d": (1, 600),
     "TorchLSTMNet": (17, 20),
+    "UNet1d": (4, 70),
 }
 # models that torch.export cannot trace, with the reason
 EXPORT_SKIPS: dict[str, str] = {}
@@ -33,8 +38,9 @@ def _build(name: str, seed: int = 0, **hparams: object) -> tuple[nn.Module, torc
         pytest.fail(f"add the new model {name!r} to SIGNAL_SHAPES in {__file__}")
     channels, length = SIGNAL_SHAPES[name]
     torch.manual_seed(seed)
+    out_size = 1 if _per_bin(name) else OUT_SIZE
     model = build_model(
-        name, in_channels=channels, out_size=OUT_SIZE, input_length=length, **hparams
+        name, in_channels=channels, out_size=out_size, input_length=length, **hparams
     )
     return model, torch.randn(BATCH, channels, length, generator=torch.Generator().manual_seed(7))
 
@@ -44,7 +50,7 @@ def _build(name: str, seed: int = 0, **hparams: object) -> tuple[nn.Module, torc
 def test_model_forward_backward_export(name: str) -> None:
     model, x = _build(name)
     output = model(x)
-    assert output.shape == (BATCH, OUT_SIZE)
+    assert output.shape == ((BATCH, x.shape[-1]) if _per_bin(name) else (BATCH, OUT_SIZE))
     assert output.dtype == torch.float32
     output.square().sum().backward()
     for parameter_name, parameter in model.named_parameters():
@@ -72,6 +78,51 @@ def test_same_seed_same_model_and_outputs(name: str) -> None:
     with torch.no_grad():
         torch.testing.assert_close(first(x), second(x), atol=0, rtol=0)
         assert not torch.equal(first(x), other(x))
+
+
+def _per_bin(name: str) -> bool:
+    """Detection models give one score per bin, ``(batch, time)``."""
+    return getattr(model_class(name), "per_bin", False)
+
+
+# per-bin models whose outputs see the whole sequence by design, with the reason
+GLOBAL_CONTEXT = {"PeakBiLSTM": "a bidirectional LSTM", "PeakRCNN": "a BiLSTM at its core"}
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if _per_bin(n)])
+def test_per_bin_models_keep_each_bin_local(name: str) -> None:
+    """A per-bin output at the start does not depend on inputs far away at the end (no
+    global pooling), and the models refuse a per-class output size."""
+    with pytest.raises(RecipeError, match="one score per bin"):
+        build_model(name, in_channels=4, out_size=3)
+    if name in GLOBAL_CONTEXT:
+        pytest.skip(f"{name} has {GLOBAL_CONTEXT[name]}")
+    model, _ = _build(name)
+    model.eval()
+    x = torch.randn(1, 4, 400, generator=torch.Generator().manual_seed(1))
+    changed = x.clone()
+    changed[..., -50:] += 5.0
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[:, :100], model(changed)[:, :100])
+        assert not torch.allclose(model(x)[:, -50:], model(changed)[:, -50:])
+
+
+def test_recurrent_peak_models_match_with_either_lstm() -> None:
+    """PeakBiLSTM on the from-scratch LSTM equals it on torch.nn.LSTM with copied weights."""
+    torch.manual_seed(0)
+    torch_net = build_model("PeakBiLSTM", in_channels=4, out_size=1, hidden=8, recurrent="torch")
+    scratch = build_model("PeakBiLSTM", in_channels=4, out_size=1, hidden=8, recurrent="scratch")
+    scratch.load_state_dict(torch_net.state_dict())
+    x = torch.randn(2, 4, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(scratch(x), torch_net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_unet_patch_folds_neighbouring_bins() -> None:
+    """With patch > 1 the output still has one score per input bin, for any length."""
+    model = build_model("UNet1d", in_channels=4, out_size=1, widths=(4, 8), patch=4)
+    for length in (64, 65, 127):
+        assert model(torch.randn(2, 4, length)).shape == (2, length)
 
 
 def test_unknown_hyperparameter_is_a_recipe_error() -> None:
@@ -150,4 +201,4 @@ def test_whole_recording_models_take_any_length(
 
 def test_registry_names_are_the_classes() -> None:
     assert all(model_class(name).__name__ == name for name in list_models())
-    assert list_models("*lstm*") == ["LSTMNet", "TorchLSTMNet"]
+    assert list_models("*lstm*") == ["LSTMNet", "PeakBiLSTM", "TorchLSTMNet"]

@@ -16,6 +16,7 @@ from physiodl.tasks import (
     DetectionTask,
     ForecastingTask,
     RegressionTask,
+    check_task_options,
     make_task,
     task_from_dict,
 )
@@ -171,3 +172,46 @@ def test_make_task_names_unknown_kinds_and_options() -> None:
         make_task("regression", loss="l1")
     with pytest.raises(RecipeError, match="at least 2 classes"):
         make_task("classification", classes=["N"])
+
+
+def test_pvfinder_cost_is_zero_at_the_target_and_punishes_misses_more() -> None:
+    task = DetectionTask(criterion="pvfinder", asymmetry=2.5)
+    target = torch.tensor([[0.8]])
+    exact = torch.logit(torch.tensor([[0.8]]))
+    assert task.loss(exact, target).item() == pytest.approx(0.0, abs=1e-6)
+    # the same ratio r = p / y under (miss) and over (false bump) the target
+    low, high = torch.logit(torch.tensor([[0.4]])), torch.logit(torch.tensor([[0.8]]))
+    miss = task.loss(low, target).item()
+    overshoot = task.loss(high, torch.tensor([[0.4]])).item()
+    assert miss > overshoot > 0
+    # NaN bins count neither way; outputs there do not change the loss
+    outputs = torch.tensor([[0.3, -2.0, 5.0]])
+    targets = torch.tensor([[0.5, 0.0, float("nan")]])
+    changed = outputs.clone()
+    changed[0, 2] = -7.0
+    assert task.loss(outputs, targets).item() == pytest.approx(task.loss(changed, targets).item())
+    assert torch.isfinite(task.loss(torch.full((1, 3), 30.0), torch.zeros(1, 3)))
+    with pytest.raises(RecipeError, match="pos_weight applies to criterion = 'bce'"):
+        DetectionTask(criterion="pvfinder", pos_weight=2.0)
+
+
+def test_detection_operating_point_is_chosen_on_given_predictions() -> None:
+    task = DetectionTask(tolerance=3.0, fp_budget=0.0, threshold=0.5)
+    x = np.arange(100) + 0.5
+    target = np.exp(-0.5 * (x - 30.5) ** 2)
+    # the true peak scores 0.9, a false one 0.7: only a threshold above 0.7 has no FP
+    scores = np.maximum(0.9 * np.exp(-0.5 * (x - 30.5) ** 2), 0.7 * np.exp(-0.5 * (x - 70.5) ** 2))
+    chosen = task.with_operating_point([target], [scores])
+    assert 0.7 < chosen.threshold <= 0.9
+    result = chosen.score_records([target], [scores])
+    assert (result["efficiency"], result["fp_per_event"]) == (1.0, 0.0)
+    assert task.score_records([target], [scores])["fp_per_event"] == 1.0
+    assert ClassificationTask(("N", "A")).with_operating_point([], []) == ClassificationTask(
+        ("N", "A")
+    )
+
+
+def test_task_options_are_checked_by_name() -> None:
+    check_task_options("detection", {"criterion": "mse", "tolerance": 3})
+    with pytest.raises(RecipeError, match="no option 'tolerence'.*tolerance"):
+        check_task_options("detection", {"tolerence": 3})

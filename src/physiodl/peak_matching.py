@@ -25,7 +25,7 @@ from scipy.signal import find_peaks
 
 from physiodl.errors import DataError
 
-CURVE_POINTS = 60
+CURVE_POINTS = 100
 #: Thresholds of the per-epoch validation efficiency (`PeakMatching.counts`).
 EPOCH_THRESHOLDS = np.round(np.linspace(0.02, 0.98, 49), 4)
 
@@ -234,13 +234,13 @@ def _low_floor(outputs: Sequence[np.ndarray]) -> float:
 
 
 def _threshold_grid(found: list[Peaks], threshold: float, points: int) -> np.ndarray:
-    """Thresholds at quantiles of the candidate heights, the given one and one above every
+    """Thresholds at evenly spaced quantiles of the candidate heights plus as many more
+    towards the top (where operating points lie), the given one and one above every
     candidate (no peaks at all), increasing."""
     heights = np.concatenate([p.heights for p in found]) if found else np.zeros(0)
     if not len(heights):
         return np.array([threshold])
-    # denser towards the top, where the operating points lie
-    quantiles = 1 - np.geomspace(1, 1e-3, points)
-    grid = np.quantile(heights, np.clip(quantiles, 0, 1))
-    above_all = np.nextafter(heights.max(), np.inf)  # no peak: the end of the curve
+    quantiles = np.r_[np.linspace(0, 1, points), 1 - np.geomspace(0.2, 1e-4, points)]
+    grid = np.quantile(heights, quantiles)
+    above_all = np.nextafter(heights.max(), np.inf)
     return np.unique(np.r_[grid, threshold, above_all])

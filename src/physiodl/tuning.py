@@ -53,7 +53,10 @@ def tune_settings(config: RecipeConfig) -> TuneConfig:
     model = config.model(tune.model) if tune.model else config.models[0]
     for key, space in tune.space.items():
         for value in space.examples():
-            check_trial_config(override_recipe(config, {key: value}, f"tune.space {key!r}"))
+            try:
+                check_trial_config(override_recipe(config, {key: value}, "the trial's recipe"))
+            except RecipeError as err:
+                raise RecipeError(f"tune.space {key!r} = {value!r}: {err}") from None
     return tune.model_copy(update={"model": model.name})
 
 
