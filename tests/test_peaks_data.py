@@ -78,7 +78,7 @@ def test_difficulty_knobs_change_what_they_say() -> None:
     assert dense["visible_per_event"] > 1.7 * base["visible_per_event"]
     assert dense["close_pair_share"] > base["close_pair_share"]
     assert weak["weak_share"] > base["weak_share"] + 0.1
-    with pytest.raises(RecipeError, match="no setting 'nois'.*noise"):
+    with pytest.raises(RecipeError, match=r"no setting 'nois'.*noise"):
         PeakEventConfig.of(nois=0.1)
     with pytest.raises(RecipeError, match="z_spread=-1"):
         PeakEventConfig(z_spread=-1.0)
@@ -140,12 +140,12 @@ def test_npz_without_x_or_y_or_with_mismatched_lengths_is_an_error(tmp_path: Pat
     with pytest.raises(DataError, match=r"expected X \(events, channels, bins\)"):
         load_npz(write_npz(tmp_path / "e.npz", X=X[:, 0], y=y))
     (tmp_path / "f.npz").write_text("not a zip")
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match=r"not a readable \.npz"):
         load_npz(tmp_path / "f.npz")
     with pytest.raises(DataError, match="does not exist"):
         load_npz(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no .npz files"):
+    with pytest.raises(DataError, match=r"holds no \.npz files"):
         load_npz(tmp_path / "empty")
 
 

@@ -213,5 +213,5 @@ def test_detection_operating_point_is_chosen_on_given_predictions() -> None:
 
 def test_task_options_are_checked_by_name() -> None:
     check_task_options("detection", {"criterion": "mse", "tolerance": 3})
-    with pytest.raises(RecipeError, match="no option 'tolerence'.*tolerance"):
+    with pytest.raises(RecipeError, match=r"no option 'tolerence'.*tolerance"):
         check_task_options("detection", {"tolerence": 3})
