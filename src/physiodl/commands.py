@@ -81,7 +81,14 @@ def _print_next_steps(run_dir: Path, data_root: Path, data_path: str | None) -> 
     best = _best_model(metrics)
     print(f"run directory: {run_dir}")
     print(f"report:        {run_dir / 'report.html'}")
-    if best is not None:
+    if best is not None and metrics.get("task") == "detection":
+        ckpt = run_dir / "models" / best / "best.ckpt"
+        print(f"best model:    {best}")
+        print("next (score on events of a generator seed the model never saw):")
+        print("  physiodl data synth peaks --events 1000 --seed 999 --out heldout-events")
+        print(f"  physiodl evaluate {ckpt} --data-dir heldout-events")
+        print(f"  physiodl predict {ckpt} heldout-events/peaks-seed999-000.npz")
+    elif best is not None:
         ckpt = run_dir / "models" / best / "best.ckpt"
         target = data_root / data_path if data_path else "DIR_OR_ZIP"
         print(f"best model:    {best}")
@@ -93,7 +100,7 @@ def _print_next_steps(run_dir: Path, data_root: Path, data_path: str | None) -> 
 def _best_model(metrics: dict[str, Any]) -> str | None:
     def key(item: tuple[str, dict[str, Any]]) -> float:
         record = item[1].get("record", {})
-        for name in ("cinc_score", "af_f1", "macro_f1"):
+        for name in ("cinc_score", "af_f1", "macro_f1", "efficiency"):
             if record.get(name) is not None:
                 return float(record[name])
         return -float(record.get("mae", float("inf")))

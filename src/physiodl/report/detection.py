@@ -77,7 +77,7 @@ def examples_section(run: RunData, store: FigureStore) -> Section:
         return Section("events", "Example events", html.notice("No models/*/examples.npz."))
     fig = example_events(examples, model_colours(run))
     caption = (
-        "The first validation events: the first input channel (grey, scaled), the target "
+        "The first validation events: the first input channel (grey, scaled to 1), the target "
         "(black) and each model's per-bin score (colour), over the bins where anything happens."
     )
     return Section(
@@ -123,7 +123,8 @@ def example_events(
         bins = np.arange(lo, hi)
         signal = first["inputs"][i][lo:hi] - np.median(first["inputs"][i])
         scale = np.nanmax(np.abs(signal)) or 1.0
-        ax.fill_between(bins, signal / scale, color="0.85", lw=0, label=str(first["channel"]))
+        label = f"{first['channel']} (input, scaled)"
+        ax.plot(bins, signal / scale, color="0.6", lw=0.8, label=label)
         ax.plot(bins, target[lo:hi], color="black", lw=1.2, label="target")
         for model, data in examples.items():
             if i < len(data["predictions"]):
