@@ -46,6 +46,11 @@ class FeaturePipeline:
             ss = spectrogram(ss, nperseg=spec.nperseg, noverlap=spec.noverlap, log=spec.log)
         return ss
 
+    def changes(self, fs: float) -> bool:
+        """Whether `transform` changes recordings sampled at ``fs`` (else they pass as they are)."""
+        steps = (self.config.bandpass, self.config.spectrogram)
+        return fs != self.input_fs or any(step is not None for step in steps)
+
     def fit(self, train: SignalSet) -> FeaturePipeline:
         """A copy whose normaliser is fitted on already-transformed training records."""
         if self.config.normalise == "none":

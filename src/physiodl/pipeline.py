@@ -190,6 +190,8 @@ def _load(config: RecipeConfig, options: RunOptions) -> _Data:
 
 
 def _features(data: _Data, pipeline: FeaturePipeline, use_cache: bool) -> SignalSet:
+    if not pipeline.changes(data.raw.fs):
+        return data.raw  # no step to cache (e.g. peak events used as they are)
     key = {**data.key, "features": pipeline.cache_key()}
     name = repr(sorted(key["features"].items()))
     if name not in data.features:
