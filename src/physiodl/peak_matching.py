@@ -25,7 +25,7 @@ from scipy.signal import find_peaks
 
 from physiodl.errors import DataError
 
-CURVE_POINTS = 100
+CURVE_POINTS = 200
 #: Thresholds of the per-epoch validation efficiency (`PeakMatching.counts`).
 EPOCH_THRESHOLDS = np.round(np.linspace(0.02, 0.98, 49), 4)
 
@@ -119,38 +119,46 @@ class PeakMatching:
         matched peaks), ``found``, ``false_positives``, the settings, and ``curve`` (lists
         ``threshold``, ``efficiency``, ``fp_per_event``, by increasing threshold).
         """
-        if len(targets) != len(outputs) or not len(targets):
-            raise DataError(
-                f"detection metrics need one output per event: {len(targets)} targets, "
-                f"{len(outputs)} outputs"
-            )
-        truths = []
-        for i, (t, o) in enumerate(zip(targets, outputs, strict=True)):
-            if np.shape(t) != np.shape(o):
-                raise DataError(
-                    f"event {i}: target of shape {np.shape(t)}, output of shape {np.shape(o)}"
-                )
-            truths.append(self.true_peaks(t))
-        floor = min(threshold, _low_floor(outputs))
-        found = [self.candidates(o, t, floor) for t, o in zip(targets, outputs, strict=True)]
+        truths, found = self._events(targets, outputs, min(threshold, _low_floor(outputs)))
+        profiles = [self._profile(t, p) for t, p in zip(truths, found, strict=True)]
         grid = _threshold_grid(found, threshold, curve_points)
-        curve = [self._counts(truths, found, th) for th in grid]
-        at = self._counts(truths, found, threshold, with_errors=True)
+        matched, predicted = _totals(profiles, grid)
         n_true = sum(len(t) for t in truths)
+        errors = [
+            match(true, peaks.above(threshold), self.tolerance)
+            for true, peaks in zip(truths, found, strict=True)
+        ]
+        distances = np.concatenate(errors)
+        found_at = len(distances)
+        predicted_at = sum(len(p.above(threshold)) for p in found)
         return {
             "n_events": len(targets),
             "n_true": n_true,
             "events_without_true_peak": sum(len(t) == 0 for t in truths),
             "threshold": float(threshold),
-            **at,
+            "efficiency": found_at / n_true if n_true else None,
+            "fp_per_event": (predicted_at - found_at) / len(targets),
+            "position_error": float(distances.mean()) if found_at else None,
+            "found": found_at,
+            "false_positives": predicted_at - found_at,
             "tolerance": self.tolerance,
             "fp_budget": self.fp_budget,
-            "curve": {
-                "threshold": [float(g) for g in grid],
-                "efficiency": [c["efficiency"] for c in curve],
-                "fp_per_event": [c["fp_per_event"] for c in curve],
-            },
+            "curve": _curve(grid, matched, predicted, n_true, len(targets)),
         }
+
+    def best_threshold(self, targets: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> float:
+        """The operating point: of all thresholds (midway between neighbouring peak heights,
+        where the peak sets change), the highest efficiency within ``fp_budget`` false positives
+        per event; ties go to the higher threshold."""
+        truths, found = self._events(targets, outputs, _low_floor(outputs))
+        profiles = [self._profile(t, p) for t, p in zip(truths, found, strict=True)]
+        heights = np.unique(np.concatenate([p.heights for p in found] + [np.zeros(0)]))
+        if not len(heights):
+            return float(_low_floor(outputs))
+        grid = np.r_[(heights[:-1] + heights[1:]) / 2, np.nextafter(heights[-1], np.inf)]
+        matched, predicted = _totals(profiles, grid)
+        curve = _curve(grid, matched, predicted, sum(len(t) for t in truths), len(targets))
+        return operating_threshold(curve, self.fp_budget)
 
     def counts(
         self,
@@ -160,18 +168,11 @@ class PeakMatching:
     ) -> np.ndarray:
         """Matched, predicted and true peaks and events at each threshold, ``(4, len)``:
         sums that add up over batches and processes (`efficiency_at_budget` reads them)."""
-        out = np.zeros((4, len(thresholds)))
-        floor = float(np.min(thresholds))
-        for target, scores in zip(targets, outputs, strict=True):
-            true = self.true_peaks(target)
-            peaks = self.candidates(scores, target, floor)
-            for k, threshold in enumerate(thresholds):
-                chosen = peaks.above(threshold)
-                out[0, k] += len(match(true, chosen, self.tolerance))
-                out[1, k] += len(chosen)
-            out[2] += len(true)
-            out[3] += 1
-        return out
+        truths, found = self._events(targets, outputs, float(np.min(thresholds)))
+        profiles = [self._profile(t, p) for t, p in zip(truths, found, strict=True)]
+        matched, predicted = _totals(profiles, np.asarray(thresholds, dtype=np.float64))
+        n_true = np.full(len(thresholds), float(sum(len(t) for t in truths)))
+        return np.stack([matched, predicted, n_true, np.full(len(thresholds), len(truths))])
 
     def efficiency_at_budget(self, counts: np.ndarray) -> float:
         """The best efficiency among thresholds with at most ``fp_budget`` false positives per
@@ -182,34 +183,74 @@ class PeakMatching:
         within = fp <= self.fp_budget
         return float(efficiency[within].max()) if within.any() else 0.0
 
-    def _counts(
-        self,
-        truths: list[np.ndarray],
-        found: list[Peaks],
-        threshold: float,
-        with_errors: bool = False,
-    ) -> dict[str, Any]:
-        matched, predicted, errors = 0, 0, []
-        for true, peaks in zip(truths, found, strict=True):
-            chosen = peaks.above(threshold)
-            pairs = match(true, chosen, self.tolerance)
-            matched += len(pairs)
-            predicted += len(chosen)
-            if with_errors:
-                errors.append(pairs)
-        n_true = sum(len(t) for t in truths)
-        out: dict[str, Any] = {
-            "efficiency": matched / n_true if n_true else None,
-            "fp_per_event": (predicted - matched) / len(truths),
-        }
-        if with_errors:
-            distances = np.concatenate(errors) if errors else np.zeros(0)
-            out |= {
-                "position_error": float(distances.mean()) if len(distances) else None,
-                "found": matched,
-                "false_positives": predicted - matched,
-            }
-        return out
+    def _events(
+        self, targets: Sequence[np.ndarray], outputs: Sequence[np.ndarray], floor: float
+    ) -> tuple[list[np.ndarray], list[Peaks]]:
+        """True peaks and candidate peaks (at or above ``floor``) of every event."""
+        if len(targets) != len(outputs) or not len(targets):
+            raise DataError(
+                f"detection metrics need one output per event: {len(targets)} targets, "
+                f"{len(outputs)} outputs"
+            )
+        truths, found = [], []
+        for i, (target, scores) in enumerate(zip(targets, outputs, strict=True)):
+            if np.shape(target) != np.shape(scores):
+                raise DataError(
+                    f"event {i}: target of shape {np.shape(target)}, output of shape "
+                    f"{np.shape(scores)}"
+                )
+            truths.append(self.true_peaks(target))
+            found.append(self.candidates(scores, target, floor))
+        return truths, found
+
+    def _profile(self, true: np.ndarray, peaks: Peaks) -> _Profile:
+        """Matches of an event's ``k`` highest candidates, for every ``k``."""
+        order = np.argsort(-peaks.heights, kind="stable")
+        heights, positions = peaks.heights[order], peaks.positions[order]
+        matched = np.zeros(len(heights) + 1, dtype=np.int64)
+        near = (
+            np.abs(positions[:, None] - true[None, :]).min(axis=1) <= self.tolerance
+            if len(true)
+            else np.zeros(len(positions), dtype=bool)
+        )
+        for k in range(1, len(heights) + 1):
+            # a candidate far from every true peak cannot add a match
+            grows = near[k - 1] and matched[k - 1] < len(true)
+            matched[k] = (
+                len(match(true, positions[:k], self.tolerance)) if grows else matched[k - 1]
+            )
+        return _Profile(heights, matched)
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """An event's candidate heights, highest first, and ``matched[k]``: the matches of its
+    ``k`` highest candidates (``k = 0 .. n``); the peak set at a threshold is such a prefix."""
+
+    heights: np.ndarray
+    matched: np.ndarray
+
+
+def _totals(profiles: list[_Profile], thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Matched and predicted peaks over all events at each threshold."""
+    matched = np.zeros(len(thresholds))
+    predicted = np.zeros(len(thresholds))
+    for profile in profiles:
+        k = np.searchsorted(-profile.heights, -thresholds, side="right")  # heights >= t
+        matched += profile.matched[k]
+        predicted += k
+    return matched, predicted
+
+
+def _curve(
+    grid: np.ndarray, matched: np.ndarray, predicted: np.ndarray, n_true: int, n_events: int
+) -> dict[str, list[float]]:
+    efficiency = matched / n_true if n_true else np.full(len(grid), np.nan)
+    return {
+        "threshold": [float(g) for g in grid],
+        "efficiency": [None if np.isnan(e) else float(e) for e in efficiency],
+        "fp_per_event": [float(f) for f in (predicted - matched) / n_events],
+    }
 
 
 def operating_threshold(curve: dict[str, list[float]], fp_budget: float) -> float:

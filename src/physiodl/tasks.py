@@ -31,7 +31,7 @@ from scipy.special import expit, softmax
 from torch import Tensor
 
 from physiodl.errors import DataError, RecipeError
-from physiodl.peak_matching import PeakMatching, operating_threshold
+from physiodl.peak_matching import PeakMatching
 
 MonitorMode = Literal["min", "max"]
 
@@ -323,8 +323,7 @@ class DetectionTask(Task):
     def with_operating_point(
         self, targets: Sequence[np.ndarray], predictions: Sequence[np.ndarray]
     ) -> DetectionTask:
-        curve = self.matching.scores(targets, predictions, self.threshold)["curve"]
-        return replace(self, threshold=operating_threshold(curve, self.fp_budget))
+        return replace(self, threshold=self.matching.best_threshold(targets, predictions))
 
 
 @dataclass(frozen=True)
