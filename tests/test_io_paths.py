@@ -53,15 +53,17 @@ def test_resolve_data_path(tmp_path: Path) -> None:
 
 
 def test_registry() -> None:
-    assert set(DATASETS) == {"cinc2017", "synthetic-ecg"}
+    assert set(DATASETS) == {"cinc2017", "synthetic-ecg", "peaks-npz", "synthetic-peaks"}
     info = dataset_info("cinc2017")
     assert info.default_path == "cinc2017/training2017.zip" and info.task == "classification"
     assert info.remote_files[0].size == 99_226_822
     assert "training2017/REFERENCE.csv" in info.layout
     with pytest.raises(
-        RecipeError, match="unknown dataset 'mnist'; registered: cinc2017, synthetic-ecg"
+        RecipeError, match="unknown dataset 'mnist'; registered: cinc2017, synthetic-ecg, peaks"
     ):
         dataset_info("mnist")
+    assert dataset_info("synthetic-peaks").files_dataset == "peaks-npz"
+    assert dataset_info("peaks-npz").task == "detection"
 
 
 def test_load_dataset_resolves_the_default_path(data_dir: Path) -> None:
