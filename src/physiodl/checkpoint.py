@@ -3,7 +3,9 @@
 A checkpoint holds the weights and everything needed to use them on new recordings: the
 model's registry name and hyperparameters, the task (with class names), the fitted feature
 pipeline, the resolved recipe and the validation metrics. Only plain Python values and tensors
-are stored, never pickled objects.
+are stored, never pickled objects. The models of cross-validation folds are stored as one
+`FoldEnsemble` (``ensemble``: the number of members), whose members carry their folds'
+input scaling; its feature pipeline then has no normaliser of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from physiodl.ensemble import FoldEnsemble
 from physiodl.errors import CheckpointError
 from physiodl.features import FeaturePipeline
 from physiodl.models import build_model
@@ -37,6 +40,7 @@ class TrainedModel:
     recipe: dict[str, Any]
     metrics: dict[str, Any]
     path: Path | None = None
+    ensemble: int | None = None
 
     @property
     def classes(self) -> tuple[str, ...] | None:
@@ -55,6 +59,7 @@ def save_checkpoint(path: Path, trained: TrainedModel) -> None:
         "dataset": trained.dataset,
         "recipe": trained.recipe,
         "metrics": trained.metrics,
+        "ensemble": trained.ensemble,
         "state_dict": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,13 +87,22 @@ def load_checkpoint(path: str | Path) -> TrainedModel:
         )
     task = task_from_dict(payload["task"])
     features = FeaturePipeline.from_dict(payload["features"])
-    model = build_model(
-        payload["arch"],
-        in_channels=payload["in_channels"],
-        out_size=task.out_size,
-        input_length=features.config.chunks.length,
-        **payload["hparams"],
-    )
+
+    def build() -> nn.Module:
+        return build_model(
+            payload["arch"],
+            in_channels=payload["in_channels"],
+            out_size=task.out_size,
+            input_length=features.config.chunks.length,
+            fs=payload["dataset"].get("feature_fs"),
+            **payload["hparams"],
+        )
+
+    members = payload.get("ensemble")
+    if members:
+        model: nn.Module = FoldEnsemble([build() for _ in range(members)], payload["in_channels"])
+    else:
+        model = build()
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return TrainedModel(
@@ -101,6 +115,7 @@ def load_checkpoint(path: str | Path) -> TrainedModel:
         recipe=payload["recipe"],
         metrics=payload["metrics"],
         path=path,
+        ensemble=payload.get("ensemble"),
     )
 
 

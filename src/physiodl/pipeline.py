@@ -1,14 +1,14 @@
 """`run_recipe`: a validated recipe in, a complete run directory out.
 
-Stages, in one direction: load (cached) -> split -> per model: features (cached) -> fit the
-normaliser on the training records -> train -> evaluate on the validation records -> export.
-Then metrics, comparison table, metadata and the report. Models whose results are already in
-an interrupted run directory are not trained again by ``--resume``.
+Stages, in one direction: load (cached) -> split(s) -> per model (`physiodl.fold_runs`), per
+split: features (cached) -> fit the normaliser on the training records -> train -> evaluate on
+the validation records; then pooled cross-validation scores, the test part, export. Then
+metrics, comparison table, metadata and the report. Models whose results are already in an
+interrupted run directory are not trained again by ``--resume``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,30 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from physiodl.cache import cached_signalset
-from physiodl.checkpoint import TrainedModel, save_checkpoint
 from physiodl.datasets import dataset_info, dataset_path, load_dataset
-from physiodl.evaluation import evaluate
 from physiodl.features import FeaturePipeline
-from physiodl.models import build_model
+from physiodl.fold_runs import headline, train_and_evaluate
 from physiodl.outputs import (
     comparison_rows,
     run_metadata,
     write_comparison,
     write_examples,
-    write_predictions,
 )
 from physiodl.recipes import ModelConfig, RecipeConfig, recipe_to_toml
 from physiodl.report import write_report
 from physiodl.rundir import RunDirectory, open_run_directory, write_json
 from physiodl.signalset import SignalSet
-from physiodl.splits import Split, check_no_leakage, make_split
-from physiodl.tasks import Task, make_task
-from physiodl.training import ChunkDataModule, fit
-from physiodl.transforms.balance import class_weights
+from physiodl.splits import Split, make_splits
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +59,29 @@ def run_recipe(config: RecipeConfig, options: RunOptions) -> Path:
     """Run every model of ``config``; returns the finished run directory."""
     started = time.time()
     data = _load(config, options)
-    split = _split(config, data.raw)
+    splits = _splits(config, data.raw)
     run = open_run_directory(
         options.runs_dir, config.name, recipe_to_toml(config), resume=options.resume
     )
     try:
-        return _run(config, options, run, data, split, started)
+        return _run(config, options, run, data, splits, started)
     finally:
         run.release()
 
 
-def _split(config: RecipeConfig, raw: SignalSet) -> Split:
-    split = make_split(
+def _splits(config: RecipeConfig, raw: SignalSet) -> list[Split]:
+    return make_splits(
         config.split.kind,
         n=len(raw),
         targets=raw.targets if config.task == "classification" else None,
         groups=raw.groups,
         validation=config.split.validation,
         test=config.split.test,
+        test_groups=config.split.test_groups,
         seed=config.seed,
         k=config.split.k,
         fold=config.split.fold,
     )
-    if raw.groups is not None:
-        check_no_leakage(split, raw.groups)
-    return split
 
 
 def _run(
@@ -100,46 +89,42 @@ def _run(
     options: RunOptions,
     run: RunDirectory,
     data: _Data,
-    split: Split,
+    splits: list[Split],
     started: float,
 ) -> Path:
+    first = splits[0]
+    parts = f"{len(first.train)} training, {len(first.validation)} validation"
+    if len(splits) > 1:
+        parts = f"{len(splits)}-fold cross-validation"
     log.info(
-        "%s: %d records (%d training, %d validation) -> %s",
+        "%s: %d records (%s, %d test) -> %s",
         config.name,
         len(data.raw),
-        len(split.train),
-        len(split.validation),
+        parts,
+        len(first.test),
         run.path,
     )
     results: dict[str, dict[str, Any]] = {}
     selected = _selected_models(config, options)
     for number, model_cfg in enumerate(selected, 1):
         log.info("[%d/%d] %s (%s)", number, len(selected), model_cfg.name, model_cfg.arch)
-        results[model_cfg.name] = _train_and_evaluate(config, model_cfg, data, split, run, options)
+        results[model_cfg.name] = train_and_evaluate(
+            config,
+            model_cfg,
+            data.raw,
+            lambda pipeline: _features(data, pipeline, options.use_cache),
+            splits,
+            run,
+            resume=run.resumed,
+        )
         if run.is_main_process:
-            log.info("      %s", _headline(results[model_cfg.name]))
+            log.info("      %s", headline(results[model_cfg.name]))
     if not run.is_main_process:
         return run.path
-    _write_summary(config, data, split, results, run, options, started)
+    _write_summary(config, data, splits, results, run, options, started)
     final = run.finalise()
     log.info("run complete: %s", final)
     return final
-
-
-def _headline(result: dict[str, Any]) -> str:
-    """One line of a model's scores for the console."""
-    record, chunk = result["record"], result["chunk"]
-    parts = [f"{key} {record[key]:.3f}" for key in ("cinc_score", "af_f1") if key in record]
-    parts += [
-        f"record balanced acc {record['balanced_accuracy']:.3f}"
-        if "balanced_accuracy" in record
-        else f"record MAE {record.get('mae', float('nan')):.3f}",
-        f"chunk acc {chunk.get('accuracy', float('nan')):.3f}",
-        f"best epoch {result['best_epoch']}/{result['epochs_trained']}",
-        f"{result['train_seconds']:.0f} s",
-        f"{result['examples_per_second']:.0f} examples/s",
-    ]
-    return ", ".join(parts)
 
 
 def _selected_models(config: RecipeConfig, options: RunOptions) -> list[ModelConfig]:
@@ -176,109 +161,10 @@ def _features(data: _Data, pipeline: FeaturePipeline, use_cache: bool) -> Signal
     return data.features[name]
 
 
-def _task(config: RecipeConfig, raw: SignalSet, train: SignalSet, balance: str) -> Task:
-    if config.task != "classification":
-        return make_task(config.task)
-    weights = None
-    if balance == "class_weights":
-        weights = class_weights(np.asarray(train.targets), len(raw.classes or ())).tolist()
-    return make_task("classification", classes=raw.classes, class_weights=weights)
-
-
-def _train_and_evaluate(
-    config: RecipeConfig,
-    model_cfg: ModelConfig,
-    data: _Data,
-    split: Split,
-    run: RunDirectory,
-    options: RunOptions,
-) -> dict[str, Any]:
-    model_dir = run.model_dir(model_cfg.name)
-    done = model_dir / "result.json"
-    if done.is_file() and run.is_main_process:
-        log.info("%s: already trained in this run, skipping", model_cfg.name)
-        return json.loads(done.read_text())
-    features_cfg = config.model_features(model_cfg)
-    train_cfg = config.model_train(model_cfg)
-    pipeline = FeaturePipeline.for_data(features_cfg, data.raw.fs)
-    features = _features(data, pipeline, options.use_cache)
-    train_raw = features.subset(split.train)
-    pipeline = pipeline.fit(train_raw)
-    train_set = pipeline.normalise(train_raw)
-    val_set = pipeline.normalise(features.subset(split.validation))
-    task = _task(config, data.raw, train_set, features_cfg.balance)
-    chunks = features_cfg.chunks
-    torch.manual_seed(config.seed)  # the same initial weights, whatever ran before
-    model = build_model(
-        model_cfg.arch,
-        in_channels=train_set.n_channels,
-        out_size=task.out_size,
-        input_length=chunks.length,
-        **model_cfg.hparams,
-    )
-    datamodule = ChunkDataModule(
-        train_set,
-        val_set,
-        length=chunks.length,
-        random=chunks.random,
-        stride=chunks.stride,
-        balance=features_cfg.balance,
-        batch_size=train_cfg.batch_size,
-        num_workers=train_cfg.num_workers,
-        seed=config.seed,
-    )
-    fitted = fit(
-        model,
-        task,
-        datamodule,
-        out_dir=model_dir,
-        tensorboard_dir=run.tensorboard_dir(model_cfg.name),
-        train_cfg=train_cfg,
-        seed=config.seed,
-        resume=run.resumed,
-    )
-    if fitted.interrupted:
-        raise KeyboardInterrupt  # the run stays a .partial folder that --resume continues
-    if not run.is_main_process:
-        return {}
-    model.load_state_dict(fitted.best_state_dict)
-    result = evaluate(model, task, val_set, length=chunks.length, stride=chunks.eval_stride)
-    summary = {
-        "arch": model_cfg.arch,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "best_epoch": fitted.best_epoch,
-        "epochs_trained": len(fitted.history),
-        "train_seconds": fitted.train_seconds,
-        "examples_per_second": fitted.examples_per_second,
-        "chunk": result.window_metrics,
-        "record": result.record_metrics,
-    }
-    trained = TrainedModel(
-        model=model,
-        task=task,
-        features=pipeline,
-        arch=model_cfg.arch,
-        hparams=dict(model_cfg.hparams),
-        dataset={
-            "name": config.data.dataset,
-            "fs": data.raw.fs,
-            "channels": list(data.raw.channels),
-            "feature_channels": list(train_set.channels),
-            "classes": list(data.raw.classes or ()),
-        },
-        recipe=config.model_dump(mode="json"),
-        metrics={"chunk": result.window_metrics, "record": result.record_metrics},
-    )
-    save_checkpoint(model_dir / "best.ckpt", trained)
-    write_predictions(model_dir / "predictions.csv", val_set, task, result.record_predictions)
-    write_json(done, summary)
-    return summary
-
-
 def _write_summary(
     config: RecipeConfig,
     data: _Data,
-    split: Split,
+    splits: list[Split],
     results: dict[str, dict[str, Any]],
     run: RunDirectory,
     options: RunOptions,
@@ -292,9 +178,9 @@ def _write_summary(
     }
     write_json(run.path / "metrics.json", metrics)
     write_comparison(run.path / "comparison.csv", comparison_rows(results))
-    write_examples(run.path / "examples.npz", config, data.raw, split)
+    write_examples(run.path / "examples.npz", config, data.raw, splits[0])
     write_json(
         run.path / "metadata.json",
-        run_metadata(config, data.raw, split, options.command, started, os.environ),
+        run_metadata(config, data.raw, splits, options.command, started, os.environ),
     )
     write_report(run.path)

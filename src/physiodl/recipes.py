@@ -34,13 +34,19 @@ class DataConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """How records are divided into training, validation (and test) parts."""
+    """How records are divided into training, validation (and test) parts.
+
+    ``kind = "kfold"`` without ``fold`` is cross-validation: every model is trained ``k``
+    times, each fold validating on its own part (whole subjects when the data has groups).
+    ``test_groups`` holds those subjects out as a fixed test part (else a ``test`` share).
+    """
 
     kind: Literal["random", "stratified", "grouped", "kfold", "chronological"] = "stratified"
     validation: float = Field(0.2, gt=0.0, lt=1.0)
     test: float = Field(0.0, ge=0.0, lt=1.0)
+    test_groups: list[str] | None = None
     k: int | None = Field(None, ge=2)
-    fold: int = Field(0, ge=0)
+    fold: int | None = Field(None, ge=0)
 
 
 class SpectrogramConfig(_Strict):
@@ -70,8 +76,12 @@ class ChunkConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    """Preprocessing applied to every record, identically at training and prediction time."""
+    """Preprocessing applied to every record, identically at training and prediction time.
 
+    ``channels`` keeps these input channels, by name and in this order (default: all).
+    """
+
+    channels: list[str] | None = None
     resample: float | None = Field(None, gt=0)
     bandpass: tuple[float, float] | None = None
     spectrogram: SpectrogramConfig | None = None
@@ -79,7 +89,7 @@ class FeaturesConfig(_Strict):
     chunks: ChunkConfig = ChunkConfig()
     balance: Literal["oversample", "class_weights", "none"] = "oversample"
 
-    @field_validator("resample", "spectrogram", "bandpass", mode="before")
+    @field_validator("channels", "resample", "spectrogram", "bandpass", mode="before")
     @classmethod
     def _false_means_off(cls, value: Any) -> Any:
         """TOML has no null: ``spectrogram = false`` in a model override turns the step off."""
@@ -93,7 +103,11 @@ class OptimizerConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched."""
+    """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched.
+
+    ``keep``: the weights evaluated and exported: the ``best`` epoch on the validation part,
+    or the ``last`` epoch (the validation part then chooses nothing: honest cross-validation).
+    """
 
     batch_size: int = Field(192, ge=1)
     max_epochs: int = Field(20, ge=1)
@@ -103,14 +117,20 @@ class TrainConfig(_Strict):
     gradient_clip: float | None = Field(None, gt=0)
     num_workers: int = Field(0, ge=0)
     trainer: dict[str, Any] = Field(default_factory=dict)
+    keep: Literal["best", "last"] = "best"
 
 
 class ModelConfig(_Strict):
-    """One model of the comparison: a registry ``arch`` with its own label and overrides."""
+    """One model of the comparison: a registry ``arch`` with its own label and overrides.
+
+    ``task`` holds options of the recipe's task kind for this model (e.g. a regression
+    ``criterion``); a model without trainable parameters is evaluated without training.
+    """
 
     name: str
     arch: str
     hparams: dict[str, Any] = Field(default_factory=dict)
+    task: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
 

@@ -11,7 +11,8 @@ kind            model output                targets
 ==============  ==========================  =====================================
 classification  ``(b, 1)`` binary logit,    ``(b,)`` int64 class codes
                 ``(b, n_classes)`` logits
-regression      ``(b, n_outputs)``          ``(b, n_outputs)`` float, NaN = masked
+regression      ``(b, n_outputs)``;         ``(b, n_outputs)`` float, NaN = masked
+                ``(b, n_bins)`` for bins
 detection       ``(b, time)`` per bin       ``(b, time)`` float, NaN = masked
 forecasting     ``(b, n_channels*horizon)`` ``(b, n_channels, horizon)``, NaN = masked
 ==============  ==========================  =====================================
@@ -30,6 +31,7 @@ from scipy.special import expit, softmax
 from torch import Tensor
 
 from physiodl.errors import DataError, RecipeError
+from physiodl.tracking import ValueBins
 
 MonitorMode = Literal["min", "max"]
 
@@ -162,26 +164,62 @@ class ClassificationTask(Task):
 
 @dataclass(frozen=True)
 class RegressionTask(Task):
-    """One or more values per example; ``criterion`` is ``mse``, ``l1`` or ``huber``."""
+    """One or more values per example.
+
+    ``criterion`` ``mse``, ``l1`` or ``huber``: the model outputs the values themselves.
+    ``criterion = "bins"``: the model outputs one logit per bin of the grid ``bin_low,
+    bin_low + bin_width, ..., bin_high`` (one value per example) and is trained with
+    cross-entropy against a Gaussian of width ``bin_sigma`` around the true value (see
+    `physiodl.tracking`). ``max_jump`` (bins only) tracks the value across the windows of a
+    recording: the decoded values of consecutive windows differ by at most ``max_jump``.
+    """
 
     n_outputs: int = 1
-    criterion: Literal["mse", "l1", "huber"] = "mse"
+    criterion: Literal["mse", "l1", "huber", "bins"] = "mse"
     huber_delta: float = 1.0
+    bin_low: float = 30.0
+    bin_high: float = 230.0
+    bin_width: float = 1.0
+    bin_sigma: float = 2.0
+    max_jump: float | None = None
 
     kind: ClassVar[str] = "regression"
     monitor: ClassVar[str] = "val_mae"
     monitor_mode: ClassVar[MonitorMode] = "min"
 
     def __post_init__(self) -> None:
-        _check_option("criterion", self.criterion, ("mse", "l1", "huber"))
+        _check_option("criterion", self.criterion, ("mse", "l1", "huber", "bins"))
         if self.n_outputs < 1:
             raise RecipeError(f"regression n_outputs must be >= 1, got {self.n_outputs}")
+        bad_bins = self.criterion == "bins" and (
+            self.bins.count < 2 or self.n_outputs != 1 or self.bin_sigma <= 0
+        )
+        if bad_bins:
+            raise RecipeError(
+                f"criterion 'bins' predicts one value (n_outputs = 1, got {self.n_outputs}) "
+                f"over at least 2 bins with bin_sigma > 0 (got {self.bin_sigma})"
+            )
+        if self.max_jump is not None and (self.criterion != "bins" or self.max_jump < 0):
+            raise RecipeError(
+                f"max_jump = {self.max_jump} tracks binned outputs: it needs criterion = 'bins' "
+                "and a value >= 0"
+            )
+
+    @property
+    def bins(self) -> ValueBins:
+        return ValueBins(self.bin_low, self.bin_high, self.bin_width)
 
     @property
     def out_size(self) -> int:
-        return self.n_outputs
+        return self.bins.count if self.criterion == "bins" else self.n_outputs
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        if self.criterion == "bins":
+            values = targets.reshape(len(outputs))
+            known = ~torch.isnan(values)
+            soft = self.bins.soft_targets(torch.where(known, values, 0.0), self.bin_sigma)
+            per_example = -(soft * F.log_softmax(outputs, dim=1)).sum(dim=1)
+            return _masked_mean(per_example, known)
         targets = targets.reshape(outputs.shape)
         return _masked_loss(outputs, targets, self.criterion, huber_delta=self.huber_delta)
 
@@ -196,9 +234,22 @@ class RegressionTask(Task):
         return values
 
     def predict(self, outputs: np.ndarray) -> np.ndarray:
+        if self.criterion == "bins":
+            return self.bins.decode(outputs, None, causal=False)[:, None].astype(np.float32)
         return outputs
 
+    def decode(self, outputs: np.ndarray, *, causal: bool = False) -> np.ndarray:
+        """Values ``(windows,)`` of one recording's consecutive window outputs, tracked across
+        the windows when ``max_jump`` is set (``causal``: from past windows only)."""
+        if self.criterion == "bins":
+            return self.bins.decode(outputs, self.max_jump, causal=causal)
+        return np.asarray(outputs, dtype=np.float64)[:, 0]
+
     def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        if self.criterion == "bins":
+            centres = torch.as_tensor(self.bins.centres, dtype=outputs.dtype, device=outputs.device)
+            values = centres[outputs.argmax(dim=1)][:, None]
+            return {"mae": _masked_loss(values, targets.reshape(values.shape), "l1")}
         return {"mae": _masked_loss(outputs, targets.reshape(outputs.shape), "l1")}
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from physiodl.datasets import cinc2017, synthetic
+from physiodl.datasets import cinc2017, ieee_spc2015, synthetic
 from physiodl.errors import DataError, DownloadError, RecipeError
 from physiodl.io import paths
 from physiodl.io.cinc_format import LAYOUT as CINC_LAYOUT
@@ -83,6 +83,23 @@ DATASETS: dict[str, DatasetInfo] = {
         known_sha256={
             COURSE_SUBSET_SHA256: "the course subset (6,822 of 8,528 records)",
         },
+    ),
+    "ieee_spc2015": DatasetInfo(
+        name="ieee_spc2015",
+        title="IEEE Signal Processing Cup 2015: heart rate from wrist PPG + accelerometer",
+        task="regression",
+        load=ieee_spc2015.load,
+        default_path="ieee-spc2015",
+        layout=f"<data dir>/{ieee_spc2015.LAYOUT}",
+        citation=(
+            "Zhang Z, Pi Z, Liu B. TROIKA: A general framework for heart rate monitoring using "
+            "wrist-type photoplethysmographic signals during intensive physical exercise. IEEE "
+            "Trans Biomed Eng 2015;62(2):522-531. https://doi.org/10.1109/TBME.2014.2359372"
+        ),
+        license=(
+            "free for the Signal Processing Cup or academic research, citing the data "
+            "(Training_data/Readme)"
+        ),
     ),
     "synthetic-ecg": DatasetInfo(
         name="synthetic-ecg",
@@ -239,8 +256,13 @@ def fetch_dataset(
     Returns the dataset path (``dest_dir / default_path``).
     """
     info = dataset_info(name)
-    if info.default_path is None or not info.remote_files:
+    if info.default_path is None:
         raise RecipeError(f"dataset {name!r} is generated in memory; there is nothing to fetch")
+    if not info.remote_files:
+        raise RecipeError(
+            f"dataset {name!r} has no download source known to physiodl; put its files in place "
+            f"by hand, in this layout:\n{info.layout}"
+        )
     root = paths.data_dir(dest_dir)
     target = root / Path(info.default_path).parent
     for remote in info.remote_files:

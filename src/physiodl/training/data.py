@@ -24,6 +24,7 @@ from physiodl.errors import DataError, RecipeError
 from physiodl.signalset import SignalSet
 from physiodl.transforms.balance import oversample_indices
 from physiodl.transforms.windows import PackedSignals, chunk_index, random_starts
+from physiodl.window_targets import trace_windows
 
 Balance = Literal["oversample", "class_weights", "none"]
 BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
@@ -68,8 +69,10 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Turns a `ChunkBatch` into ``(x (b, C, length), targets)`` tensors.
 
     Targets by kind: ``codes`` (int64, one per record), ``values`` (float32 ``(b, k)``),
-    ``bins`` (per-sample float32 ``(b, length)``, NaN past a record's end) and ``forecast``
-    (the ``horizon`` steps after each window of the first ``forecast_channels`` channels).
+    ``bins`` (per-sample float32 ``(b, length)``, NaN past a record's end), ``windows`` (one
+    float32 value per window, ``(b, 1)``: value ``i`` of a record's trace belongs to the window
+    starting at ``i * target_stride``) and ``forecast`` (the ``horizon`` steps after each
+    window of the first ``forecast_channels`` channels).
     """
 
     def __init__(
@@ -79,12 +82,14 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         target_kind: str,
         horizon: int = 0,
         forecast_channels: int = 1,
+        target_stride: int = 1,
     ) -> None:
         self.signals = signals
         self.targets = targets
         self.target_kind = target_kind
         self.horizon = horizon
         self.forecast_channels = forecast_channels
+        self.target_stride = target_stride
 
     def __getitem__(self, batch: ChunkBatch) -> tuple[torch.Tensor, torch.Tensor]:
         owner, starts, length = batch
@@ -94,7 +99,10 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             y = np.ascontiguousarray(full[:, : self.forecast_channels, length:])
         else:
             x = self.signals.chunks(owner, starts, length)
-            if isinstance(self.targets, PackedSignals):
+            if self.target_kind == "windows":
+                assert isinstance(self.targets, PackedSignals)
+                y = self.targets.data[self.targets.offsets[owner] + starts // self.target_stride]
+            elif isinstance(self.targets, PackedSignals):
                 y = self.targets.chunks(owner, starts, length, fill=np.nan)[:, 0]
             else:
                 y = self.targets[owner]
@@ -125,6 +133,11 @@ class ChunkDataModule(pl.LightningDataModule):
         horizon: forecasting only: predict the ``horizon`` steps after each window of the first
             ``forecast_channels`` channels; the records' own targets are not used.
         forecast_channels: forecasting only: how many leading channels are predicted.
+        target_stride: per-window targets (e.g. a heart-rate trace): each record's targets
+            are a 1-D trace whose value ``i`` belongs to the window of ``length`` steps
+            starting at ``i * target_stride``. Training and validation use exactly these
+            windows (training leaves out those whose value is NaN); ``stride`` and ``random``
+            do not apply.
 
     Attributes:
         first_epoch: the epoch a resumed run starts with (`fit` reads it from the checkpoint).
@@ -144,6 +157,7 @@ class ChunkDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         horizon: int | None = None,
         forecast_channels: int = 1,
+        target_stride: int | None = None,
     ) -> None:
         super().__init__()
         if balance not in BALANCE_CHOICES:
@@ -159,6 +173,12 @@ class ChunkDataModule(pl.LightningDataModule):
             )
         if horizon is not None and length is None:
             raise RecipeError("forecasting needs a fixed chunks.length (the input window)")
+        if target_stride is not None and (length is None or random or target_stride < 1):
+            raise RecipeError(
+                "per-window targets need a fixed chunks.length, chunks.random = false and a "
+                f"target stride >= 1 (got length={length}, random={random}, "
+                f"target_stride={target_stride})"
+            )
         if train.n_channels != val.n_channels:
             raise DataError(
                 f"training records have {train.n_channels} channels, validation records "
@@ -175,8 +195,10 @@ class ChunkDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.horizon = horizon or 0
-        self.target_kind = "forecast" if horizon else _target_kind(train, "training")
-        if self.target_kind != "forecast" and _target_kind(val, "validation") != self.target_kind:
+        self.target_stride = target_stride
+        self.target_kind = "forecast" if horizon else _target_kind(train, "training", target_stride)
+        val_kind = _target_kind(val, "validation", target_stride)
+        if self.target_kind != "forecast" and val_kind != self.target_kind:
             raise DataError("training and validation targets are of different kinds")
         if balance != "none" and self.target_kind != "codes":
             raise RecipeError(
@@ -187,7 +209,9 @@ class ChunkDataModule(pl.LightningDataModule):
         self.val_set = self._dataset(val, forecast_channels)
         self._train_lengths = self.train_set.signals.lengths - self.horizon
         self._train_items = self._training_items(train)
-        self._val_batches = self._validation_batches(self.val_set.signals.lengths - self.horizon)
+        self._val_batches = self._validation_batches(
+            self.val_set.signals.lengths - self.horizon, val
+        )
 
     @property
     def n_train_windows(self) -> int:
@@ -247,6 +271,9 @@ class ChunkDataModule(pl.LightningDataModule):
         targets: np.ndarray | PackedSignals
         if self.target_kind == "forecast":
             targets = np.zeros(0, dtype=np.float32)
+        elif self.target_kind == "windows":
+            assert isinstance(data.targets, list)
+            targets = PackedSignals.pack([np.asarray(t, dtype=np.float32) for t in data.targets])
         elif self.target_kind == "bins":
             assert isinstance(data.targets, list)
             per_sample = [np.asarray(t, dtype=np.float32) for t in data.targets]
@@ -262,10 +289,24 @@ class ChunkDataModule(pl.LightningDataModule):
         else:
             values = np.asarray(data.targets, dtype=np.float32)
             targets = values[:, None] if values.ndim == 1 else values
-        return WindowDataset(signals, targets, self.target_kind, self.horizon, forecast_channels)
+        return WindowDataset(
+            signals,
+            targets,
+            self.target_kind,
+            self.horizon,
+            forecast_channels,
+            target_stride=self.target_stride or 1,
+        )
 
     def _training_items(self, train: SignalSet) -> tuple[np.ndarray, np.ndarray]:
         """``(owner, start)`` of every training window before per-epoch shuffling."""
+        if self.target_kind == "windows":
+            owner, starts = _reference_windows(train, self.target_stride or 1)
+            values = np.concatenate([np.asarray(t, dtype=np.float32) for t in train.targets or []])
+            known = ~np.isnan(values)
+            if not known.any():
+                raise DataError("no training window has a known target (all are NaN)")
+            return owner[known], starts[known]
         if self.length is None or self.random:
             owner = np.arange(len(train), dtype=np.int64)
             starts = np.zeros(len(train), dtype=np.int64)
@@ -293,7 +334,11 @@ class ChunkDataModule(pl.LightningDataModule):
             batches.append(ChunkBatch(members, starts.astype(np.int64), crop))
         return batches
 
-    def _validation_batches(self, lengths: np.ndarray) -> list[ChunkBatch]:
+    def _validation_batches(self, lengths: np.ndarray, val: SignalSet) -> list[ChunkBatch]:
+        if self.target_kind == "windows":
+            assert self.length is not None
+            owner, starts = _reference_windows(val, self.target_stride or 1)
+            return _cut(owner, starts, self.length, self.batch_size)
         if self.length is not None:
             owner, starts = chunk_index(lengths, self.length)
             return _cut(owner, starts, self.length, self.batch_size)
@@ -306,12 +351,23 @@ class ChunkDataModule(pl.LightningDataModule):
         return batches
 
 
-def _target_kind(data: SignalSet, part: str) -> str:
+def _target_kind(data: SignalSet, part: str, target_stride: int | None = None) -> str:
     if data.targets is None:
         raise DataError(f"the {part} records have no targets; a labelled dataset is needed")
+    if target_stride is not None:
+        if not isinstance(data.targets, list) or any(np.ndim(t) != 1 for t in data.targets):
+            raise DataError(
+                f"per-window targets of the {part} records must be one 1-D trace per record"
+            )
+        return "windows"
     if isinstance(data.targets, list):
         return "bins"
     return "codes" if np.asarray(data.targets).dtype.kind in "iu" else "values"
+
+
+def _reference_windows(data: SignalSet, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(owner, start)`` of the window of every value of the records' target traces."""
+    return trace_windows([len(t) for t in data.targets or []], stride)
 
 
 def _cut(owner: np.ndarray, starts: np.ndarray, length: int, batch_size: int) -> list[ChunkBatch]:
