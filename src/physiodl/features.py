@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from physiodl.errors import DataError
 from physiodl.recipes import FeaturesConfig
 from physiodl.signalset import SignalSet
 from physiodl.transforms.channels import select_channels
@@ -40,6 +41,13 @@ class FeaturePipeline:
         """The deterministic steps (no normalisation); cacheable per ``cache_key``."""
         if self.config.channels is not None:
             ss = select_channels(ss, self.config.channels)
+        band = self.config.bandpass
+        if band is not None and band[1] >= ss.fs / 2:
+            raise DataError(
+                f"recordings at {ss.fs:g} Hz hold nothing above {ss.fs / 2:g} Hz, but the model's "
+                f"band reaches {band[1]:g} Hz; give the recording's true sampling rate (--fs) "
+                f"or record at more than {2 * band[1]:g} Hz"
+            )
         if ss.fs != self.input_fs:
             ss = resample(ss, self.input_fs)
         if self.config.bandpass is not None:

@@ -171,3 +171,20 @@ def evaluate_traces(
         offline=np.concatenate(decoded["offline"]),
         causal=np.concatenate(decoded["causal"]),
     )
+
+
+def predict_traces(
+    model: nn.Module, task: Task, data: SignalSet, *, length: int, stride: int
+) -> list[dict[str, np.ndarray]]:
+    """Per unlabelled recording of normalised features ``data``: ``start_s`` of every
+    complete window and its value decoded ``offline`` and ``causal``."""
+    windows = recording_windows(data.lengths, length, stride)
+    outputs = window_outputs(model, data.signals, windows)
+    decoded = decode_records(task, outputs, windows, len(data))
+    return [
+        {
+            "start_s": windows.starts[windows.owner == r] / data.fs,
+            **{d: decoded[d][r] for d in DECODINGS},
+        }
+        for r in range(len(data))
+    ]

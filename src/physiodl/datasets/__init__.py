@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from physiodl.datasets import cinc2017, ieee_spc2015, synthetic
+from physiodl.datasets import cinc2017, ieee_spc2015, ppg_dalia, synthetic
 from physiodl.errors import DataError, DownloadError, RecipeError
 from physiodl.io import paths
 from physiodl.io.cinc_format import LAYOUT as CINC_LAYOUT
@@ -100,6 +100,25 @@ DATASETS: dict[str, DatasetInfo] = {
             "free for the Signal Processing Cup or academic research, citing the data "
             "(Training_data/Readme)"
         ),
+    ),
+    "ppg_dalia": DatasetInfo(
+        name="ppg_dalia",
+        title="PPG-DaLiA: heart rate from wrist PPG + accelerometer in daily-life activities",
+        task="regression",
+        load=ppg_dalia.load,
+        default_path="ppg_dalia",
+        remote_files=(RemoteFile(ppg_dalia.URL, "ppg+dalia.zip", None, None),),
+        layout=(
+            f"<data dir>/{ppg_dalia.LAYOUT}\nThe UCI download ({ppg_dalia.URL}) has no published "
+            "checksum: it is not verified. physiodl's loader is tested on generated files in "
+            "this format only (the real data was not available to its developers)."
+        ),
+        citation=(
+            "Reiss A, Indlekofer I, Schmidt P, Van Laerhoven K. Deep PPG: Large-Scale Heart Rate "
+            "Estimation with Convolutional Neural Networks. Sensors 2019;19(14):3079. "
+            "https://doi.org/10.3390/s19143079"
+        ),
+        license="Creative Commons Attribution 4.0 International (CC BY 4.0), as listed by UCI",
     ),
     "synthetic-ecg": DatasetInfo(
         name="synthetic-ecg",
@@ -264,7 +283,8 @@ def fetch_dataset(
             f"by hand, in this layout:\n{info.layout}"
         )
     root = paths.data_dir(dest_dir)
-    target = root / Path(info.default_path).parent
+    default = Path(info.default_path)
+    target = root / (default if default.suffix == "" else default.parent)  # a folder or a file
     for remote in info.remote_files:
         dest = target / remote.filename
         try:
