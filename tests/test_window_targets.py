@@ -56,8 +56,9 @@ def test_training_batches_hold_each_reference_window_with_its_value() -> None:
     dm = ChunkDataModule(train, val, length=200, batch_size=3, target_stride=50, seed=1)
     assert dm.n_train_windows == 7
     seen = []
-    for owner, starts, length in dm.train_batches(epoch=0):
-        x, y = dm.train_set[(owner, starts, length)]
+    for batch in dm.train_batches(epoch=0):
+        owner, starts = batch.owner, batch.starts
+        x, y = dm.train_set[batch]
         assert x.shape[1:] == (2, 200) and y.shape == (len(owner), 1)
         assert torch.equal(x[:, 0, 0], torch.from_numpy(starts).float())
         expected = 100 + owner + starts / 50 / 10

@@ -180,6 +180,7 @@ def _train_fold(
             num_workers=train_cfg.num_workers,
             seed=config.seed,
             target_stride=target_stride,
+            rate_scale=train_cfg.rate_scale,
         )
         fitted = fit(
             model,

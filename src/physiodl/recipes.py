@@ -107,6 +107,8 @@ class TrainConfig(_Strict):
 
     ``keep``: the weights evaluated and exported: the ``best`` epoch on the validation part,
     or the ``last`` epoch (the validation part then chooses nothing: honest cross-validation).
+    ``rate_scale``: per-window rate targets (heart rate) only: stretch each training window in
+    time by a random factor within ``1 ± rate_scale`` and scale its target alike.
     """
 
     batch_size: int = Field(192, ge=1)
@@ -118,6 +120,7 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     trainer: dict[str, Any] = Field(default_factory=dict)
     keep: Literal["best", "last"] = "best"
+    rate_scale: float | None = Field(None, gt=0, lt=1)
 
 
 class ModelConfig(_Strict):

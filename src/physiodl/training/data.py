@@ -31,11 +31,17 @@ BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
 
 
 class ChunkBatch(NamedTuple):
-    """A batch's key: window ``i`` is ``length`` steps of record ``owner[i]`` from ``starts[i]``."""
+    """A batch's key: window ``i`` is ``length`` steps of record ``owner[i]`` from ``starts[i]``.
+
+    ``scales`` (per-window rate targets only): window ``i`` is resampled from ``scales[i]``
+    times as long a stretch around the same centre, which multiplies every rate in it, and
+    its target, by ``scales[i]``.
+    """
 
     owner: np.ndarray
     starts: np.ndarray
     length: int
+    scales: np.ndarray | None = None
 
 
 class EpochBatches(Sampler[ChunkBatch]):
@@ -92,8 +98,13 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.target_stride = target_stride
 
     def __getitem__(self, batch: ChunkBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        owner, starts, length = batch
-        if self.target_kind == "forecast":
+        owner, starts, length = batch.owner, batch.starts, batch.length
+        if batch.scales is not None:
+            x = _rescaled_windows(self.signals, owner, starts, length, batch.scales)
+            assert isinstance(self.targets, PackedSignals)
+            values = self.targets.data[self.targets.offsets[owner] + starts // self.target_stride]
+            y = (values * batch.scales[:, None]).astype(np.float32)
+        elif self.target_kind == "forecast":
             full = self.signals.chunks(owner, starts, length + self.horizon, fill=np.nan)
             x = np.nan_to_num(full[:, :, :length], nan=0.0)
             y = np.ascontiguousarray(full[:, : self.forecast_channels, length:])
@@ -138,6 +149,10 @@ class ChunkDataModule(pl.LightningDataModule):
             starting at ``i * target_stride``. Training and validation use exactly these
             windows (training leaves out those whose value is NaN); ``stride`` and ``random``
             do not apply.
+        rate_scale: per-window rate targets only (heart rate): each training window is
+            resampled from a stretch ``s`` times its length around the same centre, ``s``
+            drawn log-uniformly from ``[1 / (1 + rate_scale), 1 + rate_scale]`` every epoch,
+            and its target multiplied by ``s``: the rates seen in training spread out.
 
     Attributes:
         first_epoch: the epoch a resumed run starts with (`fit` reads it from the checkpoint).
@@ -158,6 +173,7 @@ class ChunkDataModule(pl.LightningDataModule):
         horizon: int | None = None,
         forecast_channels: int = 1,
         target_stride: int | None = None,
+        rate_scale: float | None = None,
     ) -> None:
         super().__init__()
         if balance not in BALANCE_CHOICES:
@@ -179,6 +195,10 @@ class ChunkDataModule(pl.LightningDataModule):
                 f"target stride >= 1 (got length={length}, random={random}, "
                 f"target_stride={target_stride})"
             )
+        if rate_scale is not None and (target_stride is None or not 0 < rate_scale < 1):
+            raise RecipeError(
+                f"rate_scale = {rate_scale} needs per-window rate targets and 0 < rate_scale < 1"
+            )
         if train.n_channels != val.n_channels:
             raise DataError(
                 f"training records have {train.n_channels} channels, validation records "
@@ -196,6 +216,7 @@ class ChunkDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.horizon = horizon or 0
         self.target_stride = target_stride
+        self.rate_scale = rate_scale
         self.target_kind = "forecast" if horizon else _target_kind(train, "training", target_stride)
         val_kind = _target_kind(val, "validation", target_stride)
         if self.target_kind != "forecast" and val_kind != self.target_kind:
@@ -233,6 +254,17 @@ class ChunkDataModule(pl.LightningDataModule):
             return self._whole_record_batches(owner, rng)
         if self.random:
             starts = random_starts(self._train_lengths, owner, self.length, rng)
+        if self.rate_scale is not None:
+            limit = np.log1p(self.rate_scale)
+            scales = np.exp(rng.uniform(-limit, limit, size=len(owner)))
+            return [
+                batch._replace(scales=scales[i : i + self.batch_size])
+                for i, batch in zip(
+                    range(0, len(owner), self.batch_size),
+                    _cut(owner, starts, self.length, self.batch_size),
+                    strict=True,
+                )
+            ]
         return _cut(owner, starts, self.length, self.batch_size)
 
     def validation_batches(self) -> list[ChunkBatch]:
@@ -363,6 +395,27 @@ def _target_kind(data: SignalSet, part: str, target_stride: int | None = None) -
     if isinstance(data.targets, list):
         return "bins"
     return "codes" if np.asarray(data.targets).dtype.kind in "iu" else "values"
+
+
+def _rescaled_windows(
+    signals: PackedSignals,
+    owner: np.ndarray,
+    starts: np.ndarray,
+    length: int,
+    scales: np.ndarray,
+) -> np.ndarray:
+    """``(n, channels, length)`` windows linearly resampled from ``scales`` times as long
+    stretches around the windows' centres (positions past a record's ends repeat its edge)."""
+    steps = (np.arange(length) - (length - 1) / 2)[None, :] * scales[:, None]
+    positions = starts[:, None] + (length - 1) / 2 + steps
+    last = (signals.lengths[owner] - 1)[:, None]
+    positions = np.clip(positions, 0, last)
+    below = np.minimum(np.floor(positions).astype(np.int64), last - 1).clip(min=0)
+    fraction = (positions - below)[..., None].astype(np.float32)
+    base = signals.offsets[owner][:, None] + below
+    above = np.minimum(below + 1, last) + signals.offsets[owner][:, None]
+    values = signals.data[base] * (1 - fraction) + signals.data[above] * fraction
+    return np.ascontiguousarray(values.transpose(0, 2, 1), dtype=np.float32)
 
 
 def _reference_windows(data: SignalSet, stride: int) -> tuple[np.ndarray, np.ndarray]:
