@@ -53,7 +53,7 @@ task = {{ criterion = "bins", bin_low = 40.0, bin_high = 200.0, max_jump = 6.0 }
 [[models]]
 name = "spectral-cnn"
 arch = "SpectralConvNet"
-hparams = {{ width = 4, dilations = [1, 4], ppg_channels = [0, 1], bin_low = 40.0, bin_high = 200.0 }}
+hparams = {{ width = 4, dilations = [1, 4], ppg_channels = [0, 1], bin_low = 40.0, bin_high = 200 }}
 task = {{ criterion = "bins", bin_low = 40.0, bin_high = 200.0, max_jump = 6.0 }}
 train = {{ rate_scale = 0.1 }}
 
