@@ -139,3 +139,26 @@ def test_predict_traces_covers_every_complete_window() -> None:
     short = SignalSet([np.zeros((2, 150), np.float32)], fs=FS, channels=data.channels, ids=("x",))
     with pytest.raises(DataError, match="shorter than one window of 200 samples"):
         predict_traces(RateFromSignal(task.bins.centres), task, short, length=200, stride=50)
+
+
+def test_rate_scale_stretches_training_windows_and_scales_their_targets() -> None:
+    t = np.arange(1200) / FS
+    pulse = np.sin(2 * np.pi * 1.5 * t).astype(np.float32)  # 90 per minute
+    trace = np.full(21, 90.0, dtype=np.float32)
+    ss = with_target_windows(
+        SignalSet([np.stack([pulse, pulse])], fs=FS, channels=("PPG", "ACC"), ids=("r",),
+                  targets=[trace], groups=np.array(["s"])),
+        WINDOWS,
+    )  # fmt: skip
+    dm = ChunkDataModule(ss, ss, length=200, batch_size=8, target_stride=50, rate_scale=0.2)
+    batch = dm.train_batches(epoch=0)[0]
+    assert batch.scales is not None and np.all(np.abs(np.log(batch.scales)) <= np.log(1.2))
+    x, y = dm.train_set[batch]
+    np.testing.assert_allclose(y[:, 0].numpy(), 90.0 * batch.scales, rtol=1e-5)
+    frequencies = np.fft.rfftfreq(2000, 1 / FS)
+    for window, scale in zip(x[:, 0].numpy(), batch.scales, strict=True):
+        peak = frequencies[np.abs(np.fft.rfft(window, 2000)).argmax()]
+        assert peak * 60 == pytest.approx(90.0 * scale, abs=1.0)
+    assert not np.array_equal(dm.train_batches(epoch=1)[0].scales, batch.scales)
+    with pytest.raises(RecipeError, match="needs per-window rate targets"):
+        ChunkDataModule(ss, ss, length=200, rate_scale=0.2)

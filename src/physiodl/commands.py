@@ -60,7 +60,8 @@ def _print_next_steps(run_dir: Path, data_root: Path, data_path: str | None) -> 
         print(f"best model:    {best}")
         print("next:")
         print(f"  physiodl evaluate {ckpt} --data-dir {target}")
-        print(f"  physiodl predict {ckpt} RECORDING.hea")
+        traces = "offline" in metrics["models"][best]
+        print(f"  physiodl predict {ckpt} {'RECORDING.mat' if traces else 'RECORDING.hea'}")
 
 
 def _best_model(metrics: dict[str, Any]) -> str | None:
@@ -69,7 +70,8 @@ def _best_model(metrics: dict[str, Any]) -> str | None:
         for name in ("cinc_score", "af_f1", "macro_f1"):
             if record.get(name) is not None:
                 return float(record[name])
-        return -float(record.get("mae", float("inf")))
+        errors = item[1].get("offline") or record  # per-window traces: the offline MAE
+        return -float(errors.get("mae", float("inf")))
 
     models = metrics.get("models", {})
     return max(models.items(), key=key)[0] if models else None

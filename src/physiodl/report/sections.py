@@ -109,9 +109,12 @@ def comparison_section(run: RunData, store: FigureStore) -> Section:
 def learning_curves_section(run: RunData, store: FigureStore) -> Section:
     """Train and validation curves of every metric in each model's history."""
     body = []
-    lacking = [m for m in run.models if m not in run.histories]
+    untrained = [m for m in run.models if run.models[m].get("trainable") is False]
+    lacking = [m for m in run.models if m not in run.histories and m not in untrained]
     if lacking:
         body.append(html.notice(f"No history.csv for: {', '.join(lacking)}."))
+    if untrained:
+        body.append(html.notice(f"Not trained (no trainable parameters): {', '.join(untrained)}."))
     if run.histories:
         best = {m: run.models[m].get("best_epoch") for m in run.histories}
         fig = plots.learning_curves(run.histories, best, model_colours(run))
@@ -119,6 +122,8 @@ def learning_curves_section(run: RunData, store: FigureStore) -> Section:
             "Per epoch: training (dashed) and validation (solid); "
             "the dotted line marks the best epoch, whose checkpoint is evaluated."
         )
+        if any("folds" in run.models[m] for m in run.histories):
+            caption += " Cross-validated models: the first fold's curves."
         body.append(store.embed("learning_curves", fig, "learning curves per model", caption))
     return Section("curves", "Learning curves", "".join(body))
 
