@@ -40,6 +40,7 @@ from physiodl.signalset import SignalSet
 from physiodl.splits import Split, check_no_leakage, make_split
 from physiodl.tasks import Task, make_task
 from physiodl.training import ChunkDataModule, fit
+from physiodl.transforms.augment import Augmentation
 from physiodl.transforms.balance import class_weights
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ def _train_and_evaluate(
         balance=features_cfg.balance,
         batch_size=train_cfg.batch_size,
         num_workers=train_cfg.num_workers,
+        augmentation=Augmentation(**train_cfg.augment.model_dump()),
         seed=config.seed,
     )
     fitted = fit(

@@ -92,6 +92,14 @@ class OptimizerConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class AugmentConfig(_Strict):
+    """Training-time augmentation of each batch (see `physiodl.transforms.augment`)."""
+
+    scale: float = Field(0.0, ge=0.0, lt=1.0)
+    flip: bool = False
+    noise: float = Field(0.0, ge=0.0)
+
+
 class TrainConfig(_Strict):
     """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched."""
 
@@ -102,6 +110,7 @@ class TrainConfig(_Strict):
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     gradient_clip: float | None = Field(None, gt=0)
     num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = AugmentConfig()
     trainer: dict[str, Any] = Field(default_factory=dict)
 
 

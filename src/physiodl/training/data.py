@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from physiodl.errors import DataError, RecipeError
 from physiodl.signalset import SignalSet
+from physiodl.transforms.augment import Augmentation
 from physiodl.transforms.balance import oversample_indices
 from physiodl.transforms.windows import PackedSignals, chunk_index, random_starts
 
@@ -30,11 +31,15 @@ BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
 
 
 class ChunkBatch(NamedTuple):
-    """A batch's key: window ``i`` is ``length`` steps of record ``owner[i]`` from ``starts[i]``."""
+    """A batch's key: window ``i`` is ``length`` steps of record ``owner[i]`` from ``starts[i]``.
+
+    ``augment_seed`` seeds the batch's augmentation (training only; -1: none).
+    """
 
     owner: np.ndarray
     starts: np.ndarray
     length: int
+    augment_seed: int = -1
 
 
 class EpochBatches(Sampler[ChunkBatch]):
@@ -79,15 +84,17 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         target_kind: str,
         horizon: int = 0,
         forecast_channels: int = 1,
+        augmentation: Augmentation | None = None,
     ) -> None:
         self.signals = signals
         self.targets = targets
         self.target_kind = target_kind
         self.horizon = horizon
         self.forecast_channels = forecast_channels
+        self.augmentation = augmentation
 
     def __getitem__(self, batch: ChunkBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        owner, starts, length = batch
+        owner, starts, length, augment_seed = batch
         if self.target_kind == "forecast":
             full = self.signals.chunks(owner, starts, length + self.horizon, fill=np.nan)
             x = np.nan_to_num(full[:, :, :length], nan=0.0)
@@ -98,6 +105,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 y = self.targets.chunks(owner, starts, length, fill=np.nan)[:, 0]
             else:
                 y = self.targets[owner]
+        if self.augmentation is not None and augment_seed >= 0:
+            x = self.augmentation(x, np.random.default_rng(augment_seed))
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -122,6 +131,7 @@ class ChunkDataModule(pl.LightningDataModule):
         seed: seeds oversampling and each epoch's order and window offsets.
         num_workers: DataLoader worker processes (0 = gather in the training process; the
             gather is vectorised, so 0 is usually fastest).
+        augmentation: applied to every training batch, seeded per ``(seed, epoch, batch)``.
         horizon: forecasting only: predict the ``horizon`` steps after each window of the first
             ``forecast_channels`` channels; the records' own targets are not used.
         forecast_channels: forecasting only: how many leading channels are predicted.
@@ -142,6 +152,7 @@ class ChunkDataModule(pl.LightningDataModule):
         batch_size: int = 192,
         seed: int = 0,
         num_workers: int = 0,
+        augmentation: Augmentation | None = None,
         horizon: int | None = None,
         forecast_channels: int = 1,
     ) -> None:
@@ -183,7 +194,8 @@ class ChunkDataModule(pl.LightningDataModule):
                 f"balance = {balance!r} needs class targets; use balance = 'none' for "
                 f"{self.target_kind} targets"
             )
-        self.train_set = self._dataset(train, forecast_channels)
+        self.augmentation = augmentation if augmentation and augmentation.active else None
+        self.train_set = self._dataset(train, forecast_channels, self.augmentation)
         self.val_set = self._dataset(val, forecast_channels)
         self._train_lengths = self.train_set.signals.lengths - self.horizon
         self._train_items = self._training_items(train)
@@ -206,10 +218,15 @@ class ChunkDataModule(pl.LightningDataModule):
         order = rng.permutation(len(owner))
         owner, starts = owner[order], starts[order]
         if self.length is None:
-            return self._whole_record_batches(owner, rng)
-        if self.random:
-            starts = random_starts(self._train_lengths, owner, self.length, rng)
-        return _cut(owner, starts, self.length, self.batch_size)
+            batches = self._whole_record_batches(owner, rng)
+        else:
+            if self.random:
+                starts = random_starts(self._train_lengths, owner, self.length, rng)
+            batches = _cut(owner, starts, self.length, self.batch_size)
+        if self.augmentation is None:
+            return batches
+        seeds = rng.integers(0, 2**62, size=len(batches))
+        return [b._replace(augment_seed=int(s)) for b, s in zip(batches, seeds, strict=True)]
 
     def validation_batches(self) -> list[ChunkBatch]:
         """The validation batches, the same every epoch."""
@@ -242,7 +259,12 @@ class ChunkDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def _dataset(self, data: SignalSet, forecast_channels: int) -> WindowDataset:
+    def _dataset(
+        self,
+        data: SignalSet,
+        forecast_channels: int,
+        augmentation: Augmentation | None = None,
+    ) -> WindowDataset:
         signals = PackedSignals.pack(data.signals)
         targets: np.ndarray | PackedSignals
         if self.target_kind == "forecast":
@@ -262,7 +284,9 @@ class ChunkDataModule(pl.LightningDataModule):
         else:
             values = np.asarray(data.targets, dtype=np.float32)
             targets = values[:, None] if values.ndim == 1 else values
-        return WindowDataset(signals, targets, self.target_kind, self.horizon, forecast_channels)
+        return WindowDataset(
+            signals, targets, self.target_kind, self.horizon, forecast_channels, augmentation
+        )
 
     def _training_items(self, train: SignalSet) -> tuple[np.ndarray, np.ndarray]:
         """``(owner, start)`` of every training window before per-epoch shuffling."""

@@ -35,7 +35,7 @@ _OWN_TRAINER_ARGS = {
     "enable_checkpointing": "the run directory",
 }
 # Settings of a recipe's train table that belong to the DataModule, not to `fit`.
-_DATA_SETTINGS = {"batch_size", "num_workers"}
+_DATA_SETTINGS = {"batch_size", "num_workers", "augment"}
 
 
 @dataclass(frozen=True)
