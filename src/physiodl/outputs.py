@@ -74,16 +74,15 @@ def write_predictions(path: Path, data: SignalSet, task: Task, predictions: np.n
 
 
 def write_examples(
-    path: Path, config: RecipeConfig, raw: SignalSet, split: Split, per_class: int = 2
+    path: Path, raw: SignalSet, split: Split, pipeline: FeaturePipeline, per_class: int = 2
 ) -> None:
-    """Two validation records per class, raw and as the first model's features, for the report."""
+    """Two validation records per class, raw and as a model sees them, for the report."""
     if raw.classes is None or not isinstance(raw.targets, np.ndarray):
         return
     val = split.validation
     chosen = [i for c in range(len(raw.classes)) for i in val[raw.targets[val] == c][:per_class]]
     examples = raw.subset(chosen)
-    pipeline = FeaturePipeline.for_data(config.model_features(config.models[0]), raw.fs)
-    features = pipeline.transform(examples)
+    features = pipeline(examples)
     arrays: dict[str, Any] = {
         "ids": np.array(examples.ids),
         "labels": np.array([raw.classes[int(t)] for t in examples.targets]),

@@ -277,6 +277,16 @@ def _train_and_evaluate(
     return summary
 
 
+def _example_pipeline(
+    config: RecipeConfig, data: _Data, split: Split, options: RunOptions
+) -> FeaturePipeline:
+    """The fitted features of the first model with a spectrogram (else the first model)."""
+    configs = [config.model_features(m) for m in config.models]
+    chosen = next((f for f in configs if f.spectrogram is not None), configs[0])
+    pipeline = FeaturePipeline.for_data(chosen, data.raw.fs)
+    return pipeline.fit(_features(data, pipeline, options.use_cache).subset(split.train))
+
+
 def _write_summary(
     config: RecipeConfig,
     data: _Data,
@@ -294,7 +304,9 @@ def _write_summary(
     }
     write_json(run.path / "metrics.json", metrics)
     write_comparison(run.path / "comparison.csv", comparison_rows(results))
-    write_examples(run.path / "examples.npz", config, data.raw, split)
+    write_examples(
+        run.path / "examples.npz", data.raw, split, _example_pipeline(config, data, split, options)
+    )
     write_json(
         run.path / "metadata.json",
         run_metadata(config, data.raw, split, options.command, started, os.environ),
