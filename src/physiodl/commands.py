@@ -70,9 +70,10 @@ def _best_model(metrics: dict[str, Any]) -> str | None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from physiodl.checkpoint import load_checkpoint
+    from physiodl.checkpoint import TrainedModel, load_checkpoint
     from physiodl.datasets import load_dataset
     from physiodl.evaluation import evaluate as evaluate_model
+    from physiodl.evaluation import score
 
     trained = load_checkpoint(args.checkpoint)
     options = dict(trained.recipe.get("data", {}).get("options", {}))
@@ -80,20 +81,25 @@ def evaluate(args: argparse.Namespace) -> int:
     if trained.classes is not None:
         options["classes"] = tuple(trained.classes)
     raw = load_dataset(trained.dataset["name"], path=args.data_dir.resolve(), **options)
-    data = trained.features(raw)
-    chunks = trained.features.config.chunks
-    result = evaluate_model(
-        trained.model, trained.task, data, length=chunks.length, stride=chunks.eval_stride
-    )
     report = {
         "checkpoint": str(args.checkpoint),
         "data": str(args.data_dir),
         "n_records": len(raw),
         "excluded": raw.meta.get("excluded", {}),
         "skipped": raw.meta.get("skipped", {}),
-        "record": result.record_metrics,
-        "chunk": result.window_metrics,
     }
+    if isinstance(trained, TrainedModel):
+        chunks = trained.features.config.chunks
+        result = evaluate_model(
+            trained.model,
+            trained.task,
+            trained.features(raw),
+            length=chunks.length,
+            stride=chunks.eval_stride,
+        )
+        report |= {"record": result.record_metrics, "chunk": result.window_metrics}
+    else:  # an ensemble is scored on whole records only
+        report["record"] = score(trained.task, np.asarray(raw.targets), trained.predict(raw))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
@@ -104,7 +110,6 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     from physiodl.checkpoint import load_checkpoint
-    from physiodl.evaluation import predict_records
     from physiodl.io.recordings import read_recording
     from physiodl.signalset import SignalSet
 
@@ -122,14 +127,7 @@ def predict(args: argparse.Namespace) -> int:
         ss = SignalSet(
             [signal], fs=fs, channels=tuple(trained.dataset["channels"]), ids=(path.stem,)
         )
-        chunks = trained.features.config.chunks
-        proba = predict_records(
-            trained.model,
-            trained.task,
-            trained.features(ss),
-            length=chunks.length,
-            stride=chunks.eval_stride,
-        )[0]
+        proba = trained.predict(ss)[0]
         rows.append(_prediction_row(path, signal.shape[1] / fs, trained.classes, proba))
     if args.format == "json":
         print(json.dumps(rows, indent=2))

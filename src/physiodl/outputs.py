@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from physiodl.errors import PhysioDLError
 from physiodl.features import FeaturePipeline
 from physiodl.recipes import RecipeConfig
 from physiodl.signalset import SignalSet
@@ -71,6 +72,15 @@ def write_predictions(path: Path, data: SignalSet, task: Task, predictions: np.n
             writer.writerow(["id", "target", "prediction"])
             for rid, target, pred in zip(data.ids, data.targets, predictions, strict=True):
                 writer.writerow([rid, float(np.mean(target)), float(np.mean(pred))])
+
+
+def read_probabilities(path: Path, classes: tuple[str, ...], ids: tuple[str, ...]) -> np.ndarray:
+    """The class probabilities of `write_predictions`'s file, checked against ``ids``."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if tuple(row["id"] for row in rows) != tuple(ids):
+        raise PhysioDLError(f"{path} does not hold the expected records; re-run the recipe")
+    return np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows])
 
 
 def write_examples(

@@ -21,19 +21,20 @@ import numpy as np
 import torch
 
 from physiodl.cache import cached_signalset
-from physiodl.checkpoint import TrainedModel, save_checkpoint
+from physiodl.checkpoint import TrainedModel, save_checkpoint, save_ensemble
 from physiodl.datasets import dataset_info, dataset_path, load_dataset
-from physiodl.evaluation import evaluate
+from physiodl.evaluation import evaluate, score
 from physiodl.features import FeaturePipeline
 from physiodl.models import build_model
 from physiodl.outputs import (
     comparison_rows,
+    read_probabilities,
     run_metadata,
     write_comparison,
     write_examples,
     write_predictions,
 )
-from physiodl.recipes import ModelConfig, RecipeConfig, recipe_to_toml
+from physiodl.recipes import EnsembleConfig, ModelConfig, RecipeConfig, recipe_to_toml
 from physiodl.report import write_report
 from physiodl.rundir import RunDirectory, open_run_directory, write_json
 from physiodl.signalset import SignalSet
@@ -121,6 +122,13 @@ def _run(
             log.info("      %s", _headline(results[model_cfg.name]))
     if not run.is_main_process:
         return run.path
+    for ensemble in config.ensembles:
+        if not set(ensemble.members) <= set(results):
+            log.info("ensemble %s: not all its members ran, left out", ensemble.name)
+            continue
+        log.info("[ensemble] %s: mean of %s", ensemble.name, ", ".join(ensemble.members))
+        results[ensemble.name] = _ensemble(config, ensemble, data, split, run, results)
+        log.info("      %s", _headline(results[ensemble.name]))
     _write_summary(config, data, split, results, run, options, started)
     final = run.finalise()
     log.info("run complete: %s", final)
@@ -135,11 +143,14 @@ def _headline(result: dict[str, Any]) -> str:
         f"record balanced acc {record['balanced_accuracy']:.3f}"
         if "balanced_accuracy" in record
         else f"record MAE {record.get('mae', float('nan')):.3f}",
-        f"chunk acc {chunk.get('accuracy', float('nan')):.3f}",
-        f"best epoch {result['best_epoch']}/{result['epochs_trained']}",
-        f"{result['train_seconds']:.0f} s",
-        f"{result['examples_per_second']:.0f} examples/s",
     ]
+    if chunk:
+        parts.append(f"chunk acc {chunk['accuracy']:.3f}")
+    if result["best_epoch"] is not None:
+        parts.append(f"best epoch {result['best_epoch']}/{result['epochs_trained']}")
+    parts.append(f"{result['train_seconds']:.0f} s")
+    if result["examples_per_second"] is not None:
+        parts.append(f"{result['examples_per_second']:.0f} examples/s")
     return ", ".join(parts)
 
 
@@ -275,6 +286,46 @@ def _train_and_evaluate(
     write_predictions(model_dir / "predictions.csv", val_set, task, result.record_predictions)
     write_json(done, summary)
     return summary
+
+
+def _ensemble(
+    config: RecipeConfig,
+    ensemble: EnsembleConfig,
+    data: _Data,
+    split: Split,
+    run: RunDirectory,
+    results: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Average the members' validation probabilities; bundle their checkpoints."""
+    val = data.raw.subset(split.validation)
+    classes = tuple(data.raw.classes or ())
+    members = [run.model_dir(name) for name in ensemble.members]
+    proba = np.mean(
+        [read_probabilities(m / "predictions.csv", classes, val.ids) for m in members], axis=0
+    )
+    task = make_task("classification", classes=classes)
+    metrics = score(task, np.asarray(val.targets), proba)
+    out = run.model_dir(ensemble.name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(out / "predictions.csv", val, task, proba)
+    save_ensemble(
+        out / "best.ckpt",
+        [m / "best.ckpt" for m in members],
+        recipe=config.model_dump(mode="json"),
+        metrics={"record": metrics},
+    )
+    member_results = [results[name] for name in ensemble.members]
+    return {
+        "arch": f"Ensemble({', '.join(ensemble.members)})",
+        "n_params": sum(r["n_params"] for r in member_results),
+        "best_epoch": None,
+        "epochs_trained": None,
+        "train_seconds": sum(r["train_seconds"] for r in member_results),
+        "examples_per_second": None,
+        "chunk": {},
+        "record": metrics,
+        "members": list(ensemble.members),
+    }
 
 
 def _example_pipeline(

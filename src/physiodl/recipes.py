@@ -10,10 +10,18 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from physiodl.errors import RecipeError
 
@@ -114,21 +122,31 @@ class TrainConfig(_Strict):
     trainer: dict[str, Any] = Field(default_factory=dict)
 
 
+def _safe_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
+    return name
+
+
+#: a label in tables, plots and folder names
+ModelName = Annotated[str, AfterValidator(_safe_name)]
+
+
 class ModelConfig(_Strict):
     """One model of the comparison: a registry ``arch`` with its own label and overrides."""
 
-    name: str
+    name: ModelName
     arch: str
     hparams: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, name: str) -> str:
-        if not name or not all(c.isalnum() or c in "-_." for c in name):
-            raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
-        return name
+
+class EnsembleConfig(_Strict):
+    """Record-level class probabilities of several trained models of the recipe, averaged."""
+
+    name: ModelName
+    members: list[str] = Field(min_length=2)
 
 
 class RecipeConfig(_Strict):
@@ -143,16 +161,27 @@ class RecipeConfig(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     train: TrainConfig = TrainConfig()
     models: list[ModelConfig] = Field(min_length=1)
+    ensembles: list[EnsembleConfig] = Field(default_factory=list)
     quick: dict[str, Any] = Field(
         default_factory=dict, description="dotted overrides applied by --quick"
     )
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> RecipeConfig:
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [e.name for e in self.ensembles]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        models = {m.name for m in self.models}
+        for ensemble in self.ensembles:
+            unknown = [m for m in ensemble.members if m not in models]
+            if unknown:
+                raise ValueError(
+                    f"ensemble {ensemble.name!r}: no model named {', '.join(unknown)}; "
+                    f"models: {', '.join(sorted(models))}"
+                )
+        if self.ensembles and self.task != "classification":
+            raise ValueError("ensembles average class probabilities: classification only")
         return self
 
     def model_train(self, model: ModelConfig) -> TrainConfig:
