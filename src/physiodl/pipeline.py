@@ -191,10 +191,15 @@ def _features(data: _Data, pipeline: FeaturePipeline, use_cache: bool) -> Signal
 def _task(config: RecipeConfig, raw: SignalSet, train: SignalSet, balance: str) -> Task:
     if config.task != "classification":
         return make_task(config.task)
-    weights = None
-    if balance == "class_weights":
-        weights = class_weights(np.asarray(train.targets), len(raw.classes or ())).tolist()
-    return make_task("classification", classes=raw.classes, class_weights=weights)
+    codes = np.asarray(train.targets)
+    n_classes = len(raw.classes or ())
+    weights = class_weights(codes, n_classes).tolist() if balance == "class_weights" else None
+    priors = None
+    if balance != "none" and config.evaluation.class_priors == "training":
+        priors = (np.bincount(codes, minlength=n_classes) / len(codes)).tolist()
+    return make_task(
+        "classification", classes=raw.classes, class_weights=weights, class_priors=priors
+    )
 
 
 def _train_and_evaluate(

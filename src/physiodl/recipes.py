@@ -142,6 +142,18 @@ class ModelConfig(_Strict):
     features: dict[str, Any] = Field(default_factory=dict)
 
 
+class EvaluationConfig(_Strict):
+    """How trained models are scored and what their probabilities mean.
+
+    ``class_priors``: after balanced training (oversampling or class weights), ``training``
+    re-weights predicted probabilities to the class frequencies of the training records (calibrated
+    for data like them; best for accuracy and F1 on natural data), ``balanced`` keeps them as
+    trained (as if every class were equally likely; best for balanced accuracy).
+    """
+
+    class_priors: Literal["training", "balanced"] = "training"
+
+
 class EnsembleConfig(_Strict):
     """Record-level class probabilities of several trained models of the recipe, averaged."""
 
@@ -162,6 +174,7 @@ class RecipeConfig(_Strict):
     train: TrainConfig = TrainConfig()
     models: list[ModelConfig] = Field(min_length=1)
     ensembles: list[EnsembleConfig] = Field(default_factory=list)
+    evaluation: EvaluationConfig = EvaluationConfig()
     quick: dict[str, Any] = Field(
         default_factory=dict, description="dotted overrides applied by --quick"
     )
