@@ -78,9 +78,10 @@ def _best_model(metrics: dict[str, Any]) -> str | None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from physiodl.checkpoint import load_checkpoint
+    from physiodl.checkpoint import TrainedModel, load_checkpoint
     from physiodl.datasets import load_dataset
     from physiodl.evaluation import evaluate as evaluate_model
+    from physiodl.evaluation import score
     from physiodl.trace_evaluation import evaluate_traces
 
     trained = load_checkpoint(args.checkpoint)
@@ -89,13 +90,19 @@ def evaluate(args: argparse.Namespace) -> int:
     if trained.classes is not None:
         options["classes"] = tuple(trained.classes)
     raw = load_dataset(trained.dataset["name"], path=args.data_dir.resolve(), **options)
-    data = trained.features(raw)
-    chunks = trained.features.config.chunks
-    if trained.dataset.get("target_windows") and chunks.length is not None:
-        levels = evaluate_traces(trained.model, trained.task, data, length=chunks.length).levels()
+    if not isinstance(trained, TrainedModel):  # an ensemble is scored on whole records only
+        levels = {"record": score(trained.task, np.asarray(raw.targets), trained.predict(raw))}
+    elif trained.dataset.get("target_windows") and trained.features.config.chunks.length:
+        data, length = trained.features(raw), trained.features.config.chunks.length
+        levels = evaluate_traces(trained.model, trained.task, data, length=length).levels()
     else:
+        chunks = trained.features.config.chunks
         levels = evaluate_model(
-            trained.model, trained.task, data, length=chunks.length, stride=chunks.eval_stride
+            trained.model,
+            trained.task,
+            trained.features(raw),
+            length=chunks.length,
+            stride=chunks.eval_stride,
         ).levels()
     report = {
         "checkpoint": str(args.checkpoint),
@@ -114,28 +121,21 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from physiodl.checkpoint import load_checkpoint
-    from physiodl.evaluation import predict_records
+    from physiodl.checkpoint import TrainedModel, load_checkpoint
     from physiodl.io.recordings import read_recording
 
     trained = load_checkpoint(args.checkpoint)
+    reference = trained if isinstance(trained, TrainedModel) else trained.members[0]
     wanted = tuple(args.channels.split(",")) if args.channels else None
     traces = bool(trained.dataset.get("target_windows"))
-    chunks = trained.features.config.chunks
     rows = []
     for path in args.files:
         signal, fs, names = read_recording(path, fs=args.fs, channels=wanted)
-        ss = _model_input(trained, path, signal, fs, names, by_name=traces)
+        ss = _model_input(reference, path, signal, fs, names, by_name=traces)
         if traces:
-            rows += _trace_rows(trained, path, ss)
+            rows += _trace_rows(reference, path, ss)
             continue
-        proba = predict_records(
-            trained.model,
-            trained.task,
-            trained.features(ss),
-            length=chunks.length,
-            stride=chunks.eval_stride,
-        )[0]
+        proba = trained.predict(ss)[0]
         rows.append(_prediction_row(path, signal.shape[1] / fs, trained.classes, proba))
     _print_rows(rows, args.format)
     return 0

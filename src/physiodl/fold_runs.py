@@ -38,6 +38,7 @@ from physiodl.splits import Split
 from physiodl.tasks import Task, make_task
 from physiodl.trace_evaluation import TraceEvaluation, evaluate_traces
 from physiodl.training import ChunkDataModule, fit
+from physiodl.transforms.augment import Augmentation
 from physiodl.transforms.balance import class_weights
 from physiodl.window_targets import TargetWindows, check_chunks
 
@@ -127,12 +128,14 @@ def headline(result: dict[str, Any]) -> str:
             parts.append(f"record balanced acc {record['balanced_accuracy']:.3f}")
         else:
             parts.append(f"record MAE {record.get('mae', float('nan')):.3f}")
-        parts.append(f"chunk acc {chunk.get('accuracy', float('nan')):.3f}")
+        if chunk:
+            parts.append(f"chunk acc {chunk['accuracy']:.3f}")
     if result.get("trainable", True):
         if result.get("best_epoch") is not None:
             parts.append(f"best epoch {result['best_epoch']}/{result['epochs_trained']}")
         parts.append(f"{result['train_seconds']:.0f} s")
-        parts.append(f"{result['examples_per_second']:.0f} examples/s")
+        if result.get("examples_per_second") is not None:
+            parts.append(f"{result['examples_per_second']:.0f} examples/s")
     else:
         parts.append("no training (no trainable parameters)")
     return ", ".join(parts)
@@ -179,6 +182,7 @@ def _train_fold(
             batch_size=train_cfg.batch_size,
             num_workers=train_cfg.num_workers,
             seed=config.seed,
+            augmentation=Augmentation(**train_cfg.augment.model_dump()),
             target_stride=target_stride,
             rate_scale=train_cfg.rate_scale,
         )
@@ -299,9 +303,12 @@ def _task(
     options = dict(model_cfg.task)
     if config.task != "classification":
         return make_task(config.task, **options)
+    codes = np.asarray(train.targets)
+    n_classes = len(raw.classes or ())
     if balance == "class_weights":
-        weights = class_weights(np.asarray(train.targets), len(raw.classes or ()))
-        options["class_weights"] = weights.tolist()
+        options["class_weights"] = class_weights(codes, n_classes).tolist()
+    if balance != "none" and config.evaluation.class_priors == "training":
+        options["class_priors"] = (np.bincount(codes, minlength=n_classes) / len(codes)).tolist()
     return make_task("classification", classes=raw.classes, **options)
 
 

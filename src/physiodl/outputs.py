@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from physiodl.errors import PhysioDLError
 from physiodl.evaluation import Evaluation
 from physiodl.features import FeaturePipeline
 from physiodl.recipes import RecipeConfig
@@ -101,17 +102,33 @@ def write_predictions(path: Path, evaluation: Evaluation | TraceEvaluation, task
                 writer.writerow([rid, float(np.mean(target)), float(np.mean(pred))])
 
 
+def read_record_probabilities(
+    path: Path, classes: tuple[str, ...]
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Record ids, target class codes and class probabilities of `write_predictions`'s file."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        targets = np.array([classes.index(row["target"]) for row in rows])
+        proba = np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows])
+    except (KeyError, ValueError) as err:
+        raise PhysioDLError(
+            f"{path} is not a prediction file for the classes {', '.join(classes)} ({err}); "
+            "re-run the recipe"
+        ) from None
+    return tuple(row["id"] for row in rows), targets, proba
+
+
 def write_examples(
-    path: Path, config: RecipeConfig, raw: SignalSet, split: Split, per_class: int = 2
+    path: Path, raw: SignalSet, split: Split, pipeline: FeaturePipeline, per_class: int = 2
 ) -> None:
-    """Two validation records per class, raw and as the first model's features, for the report."""
+    """Two validation records per class, raw and as a model sees them, for the report."""
     if raw.classes is None or not isinstance(raw.targets, np.ndarray):
         return
     val = split.validation
     chosen = [i for c in range(len(raw.classes)) for i in val[raw.targets[val] == c][:per_class]]
     examples = raw.subset(chosen)
-    pipeline = FeaturePipeline.for_data(config.model_features(config.models[0]), raw.fs)
-    features = pipeline.transform(examples)
+    features = pipeline(examples)
     arrays: dict[str, Any] = {
         "ids": np.array(examples.ids),
         "labels": np.array([raw.classes[int(t)] for t in examples.targets]),

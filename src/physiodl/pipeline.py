@@ -3,7 +3,8 @@
 Stages, in one direction: load (cached) -> split(s) -> per model (`physiodl.fold_runs`), per
 split: features (cached) -> fit the normaliser on the training records -> train -> evaluate on
 the validation records; then pooled cross-validation scores, the test part, export. Then
-metrics, comparison table, metadata and the report. Models whose results are already in an
+ensembles (the members' validation probabilities averaged), metrics, comparison table,
+metadata and the report. Models whose results are already in an
 interrupted run directory are not trained again by ``--resume``.
 """
 
@@ -17,21 +18,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from physiodl.cache import cached_signalset
+from physiodl.checkpoint import save_ensemble
 from physiodl.datasets import dataset_info, dataset_path, load_dataset
+from physiodl.errors import PhysioDLError
+from physiodl.evaluation import Evaluation, score
 from physiodl.features import FeaturePipeline
 from physiodl.fold_runs import headline, train_and_evaluate
 from physiodl.outputs import (
     comparison_rows,
+    read_record_probabilities,
     run_metadata,
     write_comparison,
     write_examples,
+    write_predictions,
 )
-from physiodl.recipes import ModelConfig, RecipeConfig, recipe_to_toml
+from physiodl.recipes import EnsembleConfig, ModelConfig, RecipeConfig, recipe_to_toml
 from physiodl.report import write_report
 from physiodl.rundir import RunDirectory, open_run_directory, write_json
 from physiodl.signalset import SignalSet
 from physiodl.splits import Split, make_splits
+from physiodl.tasks import make_task
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +130,13 @@ def _run(
             log.info("      %s", headline(results[model_cfg.name]))
     if not run.is_main_process:
         return run.path
+    for ensemble in config.ensembles:
+        if not set(ensemble.members) <= set(results):
+            log.info("ensemble %s: not all its members ran, left out", ensemble.name)
+            continue
+        log.info("[ensemble] %s: mean of %s", ensemble.name, ", ".join(ensemble.members))
+        results[ensemble.name] = _ensemble(config, ensemble, data.raw, run, results)
+        log.info("      %s", headline(results[ensemble.name]))
     _write_summary(config, data, splits, results, run, options, started)
     final = run.finalise()
     log.info("run complete: %s", final)
@@ -161,6 +177,79 @@ def _features(data: _Data, pipeline: FeaturePipeline, use_cache: bool) -> Signal
     return data.features[name]
 
 
+def _ensemble(
+    config: RecipeConfig,
+    ensemble: EnsembleConfig,
+    raw: SignalSet,
+    run: RunDirectory,
+    results: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Average the members' record probabilities (validation, and test where there is one);
+    bundle their checkpoints."""
+    classes = tuple(raw.classes or ())
+    task = make_task("classification", classes=classes)
+    members = [run.model_dir(name) for name in ensemble.members]
+    out = run.model_dir(ensemble.name)
+    out.mkdir(parents=True, exist_ok=True)
+    levels: dict[str, dict[str, Any]] = {}
+    for part in ("predictions.csv", "test_predictions.csv"):
+        if not all((m / part).is_file() for m in members):
+            continue
+        ids, targets, proba = _mean_probabilities([m / part for m in members], classes)
+        metrics = score(task, targets, proba)
+        levels[part] = metrics
+        evaluation = Evaluation({}, metrics, proba, proba, ids=ids, record_targets=targets)
+        write_predictions(out / part, evaluation, task)
+    save_ensemble(
+        out / "best.ckpt",
+        [m / "best.ckpt" for m in members],
+        recipe=config.model_dump(mode="json"),
+        metrics={"record": levels["predictions.csv"]},
+    )
+    member_results = [results[name] for name in ensemble.members]
+    summary: dict[str, Any] = {
+        "arch": f"Ensemble({', '.join(ensemble.members)})",
+        "n_params": sum(r["n_params"] for r in member_results),
+        "best_epoch": None,
+        "epochs_trained": None,
+        "train_seconds": sum(r["train_seconds"] for r in member_results),
+        "examples_per_second": None,
+        "chunk": {},
+        "record": levels["predictions.csv"],
+        "members": list(ensemble.members),
+    }
+    if "test_predictions.csv" in levels:
+        summary["test"] = {"record": levels["test_predictions.csv"]}
+    return summary
+
+
+def _mean_probabilities(
+    paths: list[Path], classes: tuple[str, ...]
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Record ids, target codes and the mean class probabilities of prediction files that
+    must list the same records in the same order."""
+    ids, targets, first = read_record_probabilities(paths[0], classes)
+    probabilities = [first]
+    for path in paths[1:]:
+        other_ids, _, proba = read_record_probabilities(path, classes)
+        if other_ids != ids:
+            raise PhysioDLError(
+                f"{path} lists other records than {paths[0]}; re-run the recipe's members"
+            )
+        probabilities.append(proba)
+    return ids, targets, np.mean(probabilities, axis=0)
+
+
+def _example_pipeline(
+    config: RecipeConfig, data: _Data, split: Split, use_cache: bool
+) -> FeaturePipeline:
+    """The fitted features of the first model with a spectrogram (else the first model)."""
+    configs = [config.model_features(m) for m in config.models]
+    chosen = next((f for f in configs if f.spectrogram is not None), configs[0])
+    pipeline = FeaturePipeline.for_data(chosen, data.raw.fs)
+    return pipeline.fit(_features(data, pipeline, use_cache).subset(split.train))
+
+
 def _write_summary(
     config: RecipeConfig,
     data: _Data,
@@ -178,7 +267,12 @@ def _write_summary(
     }
     write_json(run.path / "metrics.json", metrics)
     write_comparison(run.path / "comparison.csv", comparison_rows(results))
-    write_examples(run.path / "examples.npz", config, data.raw, splits[0])
+    write_examples(
+        run.path / "examples.npz",
+        data.raw,
+        splits[0],
+        _example_pipeline(config, data, splits[0], options.use_cache),
+    )
     write_json(
         run.path / "metadata.json",
         run_metadata(config, data.raw, splits, options.command, started, os.environ),

@@ -10,10 +10,18 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from physiodl.errors import RecipeError
 
@@ -102,6 +110,14 @@ class OptimizerConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class AugmentConfig(_Strict):
+    """Training-time augmentation of each batch (see `physiodl.transforms.augment`)."""
+
+    scale: float = Field(0.0, ge=0.0, lt=1.0)
+    flip: bool = False
+    noise: float = Field(0.0, ge=0.0)
+
+
 class TrainConfig(_Strict):
     """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched.
 
@@ -118,9 +134,20 @@ class TrainConfig(_Strict):
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     gradient_clip: float | None = Field(None, gt=0)
     num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = AugmentConfig()
     trainer: dict[str, Any] = Field(default_factory=dict)
     keep: Literal["best", "last"] = "best"
     rate_scale: float | None = Field(None, gt=0, lt=1)
+
+
+def _safe_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
+    return name
+
+
+#: a label in tables, plots and folder names
+ModelName = Annotated[str, AfterValidator(_safe_name)]
 
 
 class ModelConfig(_Strict):
@@ -130,19 +157,31 @@ class ModelConfig(_Strict):
     ``criterion``); a model without trainable parameters is evaluated without training.
     """
 
-    name: str
+    name: ModelName
     arch: str
     hparams: dict[str, Any] = Field(default_factory=dict)
     task: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, name: str) -> str:
-        if not name or not all(c.isalnum() or c in "-_." for c in name):
-            raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
-        return name
+
+class EvaluationConfig(_Strict):
+    """How trained models are scored and what their probabilities mean.
+
+    ``class_priors``: after balanced training (oversampling or class weights), ``training``
+    re-weights predicted probabilities to the class frequencies of the training records (calibrated
+    for data like them; best for accuracy and F1 on natural data), ``balanced`` keeps them as
+    trained (as if every class were equally likely; best for balanced accuracy).
+    """
+
+    class_priors: Literal["training", "balanced"] = "training"
+
+
+class EnsembleConfig(_Strict):
+    """Record-level class probabilities of several trained models of the recipe, averaged."""
+
+    name: ModelName
+    members: list[str] = Field(min_length=2)
 
 
 class RecipeConfig(_Strict):
@@ -157,16 +196,28 @@ class RecipeConfig(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     train: TrainConfig = TrainConfig()
     models: list[ModelConfig] = Field(min_length=1)
+    ensembles: list[EnsembleConfig] = Field(default_factory=list)
+    evaluation: EvaluationConfig = EvaluationConfig()
     quick: dict[str, Any] = Field(
         default_factory=dict, description="dotted overrides applied by --quick"
     )
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> RecipeConfig:
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [e.name for e in self.ensembles]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        models = {m.name for m in self.models}
+        for ensemble in self.ensembles:
+            unknown = [m for m in ensemble.members if m not in models]
+            if unknown:
+                raise ValueError(
+                    f"ensemble {ensemble.name!r}: no model named {', '.join(unknown)}; "
+                    f"models: {', '.join(sorted(models))}"
+                )
+        if self.ensembles and self.task != "classification":
+            raise ValueError("ensembles average class probabilities: classification only")
         return self
 
     def model_train(self, model: ModelConfig) -> TrainConfig:

@@ -82,10 +82,15 @@ class ClassificationTask(Task):
     Args:
         classes: class names; code ``k`` in the targets is ``classes[k]``.
         class_weights: optional loss weight per class (e.g. `transforms.balance.class_weights`).
+        class_priors: class frequencies predictions should assume when the model was trained
+            on balanced data (oversampling or class weights): `predict` re-weights its
+            probabilities from equal priors to these (Saerens et al., Neural Computation 2002),
+            so they are calibrated for data distributed like the training records.
     """
 
     classes: tuple[str, ...]
     class_weights: tuple[float, ...] | None = None
+    class_priors: tuple[float, ...] | None = None
 
     kind: ClassVar[str] = "classification"
     monitor: ClassVar[str] = "val_balanced_accuracy"
@@ -106,6 +111,14 @@ class ClassificationTask(Task):
                     f"{list(self.classes)}"
                 )
             object.__setattr__(self, "class_weights", weights)
+        if self.class_priors is not None:
+            priors = tuple(float(p) for p in self.class_priors)
+            if len(priors) != len(self.classes) or min(priors) <= 0:
+                raise RecipeError(
+                    f"class_priors {list(priors)} must hold one positive frequency per class "
+                    f"{list(self.classes)}"
+                )
+            object.__setattr__(self, "class_priors", priors)
 
     @property
     def n_classes(self) -> int:
@@ -148,8 +161,13 @@ class ClassificationTask(Task):
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         if self.out_size == 1:
             p = expit(outputs[:, 0].astype(np.float64))
-            return np.stack([1.0 - p, p], axis=1)
-        return softmax(outputs.astype(np.float64), axis=1)
+            proba = np.stack([1.0 - p, p], axis=1)
+        else:
+            proba = softmax(outputs.astype(np.float64), axis=1)
+        if self.class_priors is None:
+            return proba
+        weighted = proba * np.asarray(self.class_priors)
+        return weighted / weighted.sum(axis=1, keepdims=True)
 
     def predicted_codes(self, outputs: Tensor) -> Tensor:
         """Predicted class codes of raw outputs (threshold 0 on the binary logit)."""

@@ -45,7 +45,8 @@ def title(run: RunData) -> str:
 
 def subtitle(run: RunData) -> str:
     meta = run.metadata or {}
-    parts = [f"{run.task} · {len(run.models)} models · run {run.path.name}"]
+    run_id = run.path.name.removeprefix(".").removesuffix(".partial")  # written before the move
+    parts = [f"{run.task} · {len(run.models)} models · run {run_id}"]
     if "started" in meta:
         parts.append(f"started {format_time(meta['started'])}")
     if "duration_s" in meta:
@@ -227,6 +228,10 @@ def format_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+#: list items shown in one line before the rest is left to metadata.json
+LISTED = 6
+
+
 def describe(value: object) -> str:
     """A metadata value as one line: mappings as ``key: value, ...``, ``None`` as ``—``."""
     if value is None:
@@ -234,6 +239,9 @@ def describe(value: object) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) or "none"
     if isinstance(value, list | tuple):
+        if len(value) > LISTED:  # e.g. excluded record ids: all of them are in metadata.json
+            shown = ", ".join(describe(v) for v in value[:LISTED])
+            return f"{len(value)} ({shown}, … all in metadata.json)"
         return ", ".join(describe(v) for v in value) or "none"
     return str(value)
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from physiodl.errors import DataError, RecipeError
 from physiodl.signalset import SignalSet
+from physiodl.transforms.augment import Augmentation
 from physiodl.transforms.balance import oversample_indices
 from physiodl.transforms.windows import PackedSignals, chunk_index, random_starts
 from physiodl.window_targets import trace_windows
@@ -35,13 +36,15 @@ class ChunkBatch(NamedTuple):
 
     ``scales`` (per-window rate targets only): window ``i`` is resampled from ``scales[i]``
     times as long a stretch around the same centre, which multiplies every rate in it, and
-    its target, by ``scales[i]``.
+    its target, by ``scales[i]``. ``augment_seed`` seeds the batch's augmentation (training
+    only; -1: none).
     """
 
     owner: np.ndarray
     starts: np.ndarray
     length: int
     scales: np.ndarray | None = None
+    augment_seed: int = -1
 
 
 class EpochBatches(Sampler[ChunkBatch]):
@@ -89,6 +92,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         horizon: int = 0,
         forecast_channels: int = 1,
         target_stride: int = 1,
+        augmentation: Augmentation | None = None,
     ) -> None:
         self.signals = signals
         self.targets = targets
@@ -96,6 +100,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.horizon = horizon
         self.forecast_channels = forecast_channels
         self.target_stride = target_stride
+        self.augmentation = augmentation
 
     def __getitem__(self, batch: ChunkBatch) -> tuple[torch.Tensor, torch.Tensor]:
         owner, starts, length = batch.owner, batch.starts, batch.length
@@ -117,6 +122,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 y = self.targets.chunks(owner, starts, length, fill=np.nan)[:, 0]
             else:
                 y = self.targets[owner]
+        if self.augmentation is not None and batch.augment_seed >= 0:
+            x = self.augmentation(x, np.random.default_rng(batch.augment_seed))
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -141,6 +148,7 @@ class ChunkDataModule(pl.LightningDataModule):
         seed: seeds oversampling and each epoch's order and window offsets.
         num_workers: DataLoader worker processes (0 = gather in the training process; the
             gather is vectorised, so 0 is usually fastest).
+        augmentation: applied to every training batch, seeded per ``(seed, epoch, batch)``.
         horizon: forecasting only: predict the ``horizon`` steps after each window of the first
             ``forecast_channels`` channels; the records' own targets are not used.
         forecast_channels: forecasting only: how many leading channels are predicted.
@@ -170,6 +178,7 @@ class ChunkDataModule(pl.LightningDataModule):
         batch_size: int = 192,
         seed: int = 0,
         num_workers: int = 0,
+        augmentation: Augmentation | None = None,
         horizon: int | None = None,
         forecast_channels: int = 1,
         target_stride: int | None = None,
@@ -226,7 +235,8 @@ class ChunkDataModule(pl.LightningDataModule):
                 f"balance = {balance!r} needs class targets; use balance = 'none' for "
                 f"{self.target_kind} targets"
             )
-        self.train_set = self._dataset(train, forecast_channels)
+        self.augmentation = augmentation if augmentation and augmentation.active else None
+        self.train_set = self._dataset(train, forecast_channels, self.augmentation)
         self.val_set = self._dataset(val, forecast_channels)
         self._train_lengths = self.train_set.signals.lengths - self.horizon
         self._train_items = self._training_items(train)
@@ -251,21 +261,22 @@ class ChunkDataModule(pl.LightningDataModule):
         order = rng.permutation(len(owner))
         owner, starts = owner[order], starts[order]
         if self.length is None:
-            return self._whole_record_batches(owner, rng)
-        if self.random:
-            starts = random_starts(self._train_lengths, owner, self.length, rng)
-        if self.rate_scale is not None:
-            limit = np.log1p(self.rate_scale)
-            scales = np.exp(rng.uniform(-limit, limit, size=len(owner)))
-            return [
-                batch._replace(scales=scales[i : i + self.batch_size])
-                for i, batch in zip(
-                    range(0, len(owner), self.batch_size),
-                    _cut(owner, starts, self.length, self.batch_size),
-                    strict=True,
-                )
-            ]
-        return _cut(owner, starts, self.length, self.batch_size)
+            batches = self._whole_record_batches(owner, rng)
+        else:
+            if self.random:
+                starts = random_starts(self._train_lengths, owner, self.length, rng)
+            batches = _cut(owner, starts, self.length, self.batch_size)
+            if self.rate_scale is not None:
+                limit = np.log1p(self.rate_scale)
+                scales = np.exp(rng.uniform(-limit, limit, size=len(owner)))
+                batches = [
+                    batch._replace(scales=scales[i : i + self.batch_size])
+                    for i, batch in zip(range(0, len(owner), self.batch_size), batches, strict=True)
+                ]
+        if self.augmentation is None:
+            return batches
+        seeds = rng.integers(0, 2**62, size=len(batches))
+        return [b._replace(augment_seed=int(s)) for b, s in zip(batches, seeds, strict=True)]
 
     def validation_batches(self) -> list[ChunkBatch]:
         """The validation batches, the same every epoch."""
@@ -298,7 +309,12 @@ class ChunkDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def _dataset(self, data: SignalSet, forecast_channels: int) -> WindowDataset:
+    def _dataset(
+        self,
+        data: SignalSet,
+        forecast_channels: int,
+        augmentation: Augmentation | None = None,
+    ) -> WindowDataset:
         signals = PackedSignals.pack(data.signals)
         targets: np.ndarray | PackedSignals
         if self.target_kind == "forecast":
@@ -328,6 +344,7 @@ class ChunkDataModule(pl.LightningDataModule):
             self.horizon,
             forecast_channels,
             target_stride=self.target_stride or 1,
+            augmentation=augmentation,
         )
 
     def _training_items(self, train: SignalSet) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ _OWN_TRAINER_ARGS = {
 }
 # Settings of a recipe's train table that `fit` does not use: the DataModule's, and which
 # epoch's weights the pipeline keeps.
-_DATA_SETTINGS = {"batch_size", "num_workers", "keep", "rate_scale"}
+_DATA_SETTINGS = {"batch_size", "num_workers", "augment", "keep", "rate_scale"}
 
 
 @dataclass(frozen=True)
