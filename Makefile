@@ -34,8 +34,11 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Benchmarks print JSON figures and ratios measured in one run (never asserted in tests).
 bench: install
-	$(BIN)/python bench/run_all.py
+	@for script in bench/bench_*.py; do \
+		echo "== $$script"; OMP_WAIT_POLICY=PASSIVE $(BIN)/python $$script || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from physiodl.errors import RecipeError
-from physiodl.transforms.augment import add_noise, amplitude_scale, time_shift
+from physiodl.transforms.augment import Augmentation, add_noise, amplitude_scale, time_shift
 
 
 @pytest.fixture
@@ -59,3 +59,43 @@ def test_bad_parameters_are_recipe_errors(batch: np.ndarray) -> None:
         time_shift(batch, rng, -2)
     with pytest.raises(ValueError, match="shape"):
         add_noise(batch[0], rng)
+
+
+def test_augmentation_is_seeded_and_does_what_it_says() -> None:
+    x = np.ones((400, 1, 50), dtype=np.float32)
+    aug = Augmentation(scale=0.2, flip=True)
+    a = aug(x, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, aug(x, np.random.default_rng(5)))
+    magnitude = np.abs(a[:, 0, 0])
+    assert magnitude.min() >= 0.8 and magnitude.max() <= 1.2
+    assert 0.4 < (a[:, 0, 0] < 0).mean() < 0.6  # about half inverted
+    assert not Augmentation().active
+    with pytest.raises(RecipeError, match=r"augment\.scale"):
+        Augmentation(scale=1.5)
+
+
+def test_training_batches_are_augmented_only_in_training() -> None:
+    from physiodl.signalset import SignalSet
+    from physiodl.training import ChunkDataModule
+
+    rng = np.random.default_rng(0)
+    ss = SignalSet(
+        [rng.standard_normal((1, 300)).astype(np.float32) for _ in range(8)],
+        fs=100.0,
+        channels=("x",),
+        ids=tuple(f"r{i}" for i in range(8)),
+        targets=np.array([0, 1] * 4),
+        classes=("a", "b"),
+    )
+    plain = ChunkDataModule(ss, ss, length=100, batch_size=4, seed=1)
+    flipped = ChunkDataModule(
+        ss, ss, length=100, batch_size=4, seed=1, augmentation=Augmentation(flip=True)
+    )
+    batch = flipped.train_batches(0)[0]
+    x_aug = flipped.train_set[batch][0].numpy()
+    x_raw = plain.train_set[batch._replace(augment_seed=-1)][0].numpy()
+    assert batch.augment_seed >= 0
+    np.testing.assert_allclose(np.abs(x_aug), np.abs(x_raw))
+    assert (x_aug != x_raw).any()
+    assert all(b.augment_seed == -1 for b in flipped.validation_batches())
+    assert flipped.train_batches(0)[0].augment_seed == batch.augment_seed  # per (seed, epoch)

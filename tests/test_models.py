@@ -16,6 +16,7 @@ from physiodl.models.registry import model_hparams
 SIGNAL_SHAPES = {
     "CRNN": (17, 20),
     "ConvNet": (17, 20),
+    "ConvDenseNet": (5, 200),
     "FullyConnectedNet": (17, 20),
     "GRUNet": (17, 20),
     "LSTMNet": (17, 20),
@@ -25,9 +26,16 @@ SIGNAL_SHAPES = {
     "PeakRCNN": (4, 70),
     "RNNNet": (17, 20),
     "ResNet1d": (1, 600),
+    "SpectralConvNet": (5, 200),
+    "SpectralPeak": (5, 200),
     "TorchLSTMNet": (17, 20),
     "UNet1d": (4, 70),
 }
+# models that score rate bins: 8 s windows at 25 Hz, bins 40..60 bpm (21 outputs)
+RATE_BINS = {"fs": 25.0, "bin_low": 40.0, "bin_high": 60.0}
+BINNED = {"SpectralConvNet", "SpectralPeak"}
+# models without trainable parameters (nothing to train, nothing seeded), with the reason
+NO_PARAMETERS = {"SpectralPeak": "the classical baseline learns nothing"}
 # models that torch.export cannot trace, with the reason
 EXPORT_SKIPS: dict[str, str] = {}
 BATCH, OUT_SIZE = 3, 2
@@ -38,9 +46,10 @@ def _build(name: str, seed: int = 0, **hparams: object) -> tuple[nn.Module, torc
         pytest.fail(f"add the new model {name!r} to SIGNAL_SHAPES in {__file__}")
     channels, length = SIGNAL_SHAPES[name]
     torch.manual_seed(seed)
-    out_size = 1 if _per_bin(name) else OUT_SIZE
+    out_size = 1 if _per_bin(name) else 21 if name in BINNED else OUT_SIZE
+    extra = RATE_BINS if name in BINNED else {}
     model = build_model(
-        name, in_channels=channels, out_size=out_size, input_length=length, **hparams
+        name, in_channels=channels, out_size=out_size, input_length=length, **extra, **hparams
     )
     return model, torch.randn(BATCH, channels, length, generator=torch.Generator().manual_seed(7))
 
@@ -50,13 +59,15 @@ def _build(name: str, seed: int = 0, **hparams: object) -> tuple[nn.Module, torc
 def test_model_forward_backward_export(name: str) -> None:
     model, x = _build(name)
     output = model(x)
-    assert output.shape == ((BATCH, x.shape[-1]) if _per_bin(name) else (BATCH, OUT_SIZE))
+    if _per_bin(name):
+        assert output.shape == (BATCH, x.shape[-1])
+    else:
+        assert output.shape == (BATCH, 21 if name in BINNED else OUT_SIZE)
     assert output.dtype == torch.float32
-    output.square().sum().backward()
-    for parameter_name, parameter in model.named_parameters():
-        assert parameter.grad is not None, parameter_name
-        assert torch.isfinite(parameter.grad).all(), parameter_name
-    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
+    if name in NO_PARAMETERS:
+        assert not list(model.parameters()), NO_PARAMETERS[name]
+    else:
+        _check_gradients(model, output)
 
     if name in EXPORT_SKIPS:
         pytest.skip(f"torch.export: {EXPORT_SKIPS[name]}")
@@ -66,8 +77,18 @@ def test_model_forward_backward_export(name: str) -> None:
         torch.testing.assert_close(exported.module()(x), model(x), atol=1e-5, rtol=1e-5)
 
 
+def _check_gradients(model: nn.Module, output: torch.Tensor) -> None:
+    output.square().sum().backward()
+    for parameter_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+    assert sum(p.grad.abs().sum() for p in model.parameters()) > 0
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_same_seed_same_model_and_outputs(name: str) -> None:
+    if name in NO_PARAMETERS:
+        pytest.skip(f"no parameters to seed: {NO_PARAMETERS[name]}")
     first, x = _build(name, seed=3)
     second, _ = _build(name, seed=3)
     other, _ = _build(name, seed=4)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from physiodl.checkpoint import load_checkpoint
+from physiodl.checkpoint import TrainedEnsemble, load_checkpoint
 from physiodl.cli import main
 
 SPECTROGRAM_MODELS = """
@@ -40,6 +40,10 @@ hparams = { hidden = 16, head = 16 }
 name = "conv-rc"
 arch = "ConvNet"
 features = { chunks = { random = true } }
+
+[[ensembles]]
+name = "both"
+members = ["torch-lstm", "conv-rc"]
 """
 
 
@@ -79,13 +83,14 @@ def test_run_writes_a_complete_run_directory(cinc_run: Path) -> None:
     for name in ("config.toml", "metrics.json", "comparison.csv", "metadata.json", "report.html"):
         assert (cinc_run / name).is_file(), name
     metrics = json.loads((cinc_run / "metrics.json").read_text())
-    assert set(metrics["models"]) == {"torch-lstm", "conv-rc"}
+    assert set(metrics["models"]) == {"torch-lstm", "conv-rc", "both"}
     meta = json.loads((cinc_run / "metadata.json").read_text())
     assert meta["data"]["n_records"] == 60  # 40 N + 20 A of the fixture's 80
     assert meta["data"]["excluded"]  # the O and ~ records are counted, not silently dropped
     n_val = meta["split"]["validation"]
     assert meta["split"]["train"] + n_val == 60
-    for name, result in metrics["models"].items():
+    for name in ("torch-lstm", "conv-rc"):
+        result = metrics["models"][name]
         record = result["record"]
         assert record["n"] == n_val
         assert sum(map(sum, record["confusion"])) == n_val
@@ -99,7 +104,7 @@ def test_run_writes_a_complete_run_directory(cinc_run: Path) -> None:
         assert (cinc_run / "models" / name / "history.csv").is_file()
     with (cinc_run / "comparison.csv").open() as f:
         table = list(csv.DictReader(f))
-    assert [row["model"] for row in table] == ["torch-lstm", "conv-rc"]
+    assert [row["model"] for row in table] == ["torch-lstm", "conv-rc", "both"]
     assert any((cinc_run / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -111,6 +116,29 @@ def test_checkpoint_is_self_contained(cinc_run: Path) -> None:
     trained = load_checkpoint(path)
     assert trained.classes == ("N", "A")
     assert trained.features.input_fs == 300.0
+
+
+def test_ensemble_averages_its_members(
+    cinc_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def probabilities(name: str) -> np.ndarray:
+        with (cinc_run / "models" / name / "predictions.csv").open() as f:
+            return np.array([[float(r["p_N"]), float(r["p_A"])] for r in csv.DictReader(f)])
+
+    mean = (probabilities("torch-lstm") + probabilities("conv-rc")) / 2
+    np.testing.assert_allclose(probabilities("both"), mean, atol=2e-6)
+    metrics = json.loads((cinc_run / "metrics.json").read_text())["models"]["both"]
+    assert metrics["members"] == ["torch-lstm", "conv-rc"] and metrics["chunk"] == {}
+    ensemble = load_checkpoint(cinc_run / "models" / "both" / "best.ckpt")
+    assert isinstance(ensemble, TrainedEnsemble) and len(ensemble.members) == 2
+    members = [
+        load_checkpoint(cinc_run / "models" / n / "best.ckpt") for n in ("torch-lstm", "conv-rc")
+    ]
+    from physiodl.datasets.synthetic import load as synthetic
+
+    recordings = synthetic(n_records=3, seed=11)
+    expected = np.mean([m.predict(recordings) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(recordings), expected, atol=1e-6)
 
 
 def test_evaluate_reproduces_the_run_on_its_validation_records(
@@ -256,5 +284,5 @@ def test_same_recipe_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None
     metrics = json.loads((run / "metrics.json").read_text())
     history = (run / "models" / "torch-lstm" / "history.csv").read_text().splitlines()
     assert len(history) == 3  # header + 2 epochs, written once by rank 0
-    assert set(metrics["models"]) == {"torch-lstm", "conv-rc"}
+    assert set(metrics["models"]) == {"torch-lstm", "conv-rc", "both"}
     assert metrics["models"]["torch-lstm"]["record"]["n"] == 10

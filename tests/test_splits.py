@@ -13,6 +13,7 @@ from physiodl.splits import (
     grouped_split,
     kfold_splits,
     make_split,
+    make_splits,
     random_split,
     stratified_split,
 )
@@ -142,3 +143,44 @@ def test_make_split_dispatches_and_checks_its_arguments() -> None:
         make_split("random", n=10, validation=0.5, test=0.5)
     with pytest.raises(DataError, match="least populated class"):
         stratified_split(np.array([0, 0, 0, 0, 1]), validation=0.4)
+
+
+# The 18 shared IEEE SPC 2015 recordings and their subjects (S02 and S04 have two each).
+IEEE_GROUPS = np.array(
+    [
+        *("01", "02", "03", "04", "05", "06", "07", "10", "11", "12"),
+        *("S02", "S02", "S03", "S04", "S05", "S07", "S08", "S04"),
+    ]
+)
+
+
+@pytest.mark.parametrize("seed", [0, 12345])
+def test_subject_wise_cross_validation_never_puts_a_subject_on_two_sides(seed: int) -> None:
+    test_groups = ["04", "06", "S03", "S04"]
+    splits = make_splits("kfold", groups=IEEE_GROUPS, k=4, test_groups=test_groups, seed=seed)
+    assert [s.fold for s in splits] == [0, 1, 2, 3]
+    test = splits[0].test
+    assert sorted(set(IEEE_GROUPS[test])) == test_groups and len(test) == 5  # S04 twice
+    validated = np.concatenate([s.validation for s in splits])
+    assert sorted(validated.tolist()) == sorted(set(range(18)) - set(test.tolist()))
+    for split in splits:
+        np.testing.assert_array_equal(split.test, test)
+        train, val = set(IEEE_GROUPS[split.train]), set(IEEE_GROUPS[split.validation])
+        assert not train & val and not train & set(test_groups) and not val & set(test_groups)
+        assert len(split.train) + len(split.validation) + len(split.test) == 18
+    s02 = np.flatnonzero(IEEE_GROUPS == "S02")
+    assert any(set(s02) <= set(s.validation.tolist()) for s in splits)  # S02 validated together
+
+
+def test_make_splits_single_split_and_errors() -> None:
+    [single] = make_splits("grouped", groups=IEEE_GROUPS, validation=0.25, seed=1)
+    check_no_leakage(single, IEEE_GROUPS)
+    [one_fold] = make_splits("kfold", groups=IEEE_GROUPS, k=4, fold=2, test_groups=["S02"])
+    assert set(IEEE_GROUPS[one_fold.test]) == {"S02"} and one_fold.fold == 2
+    with pytest.raises(DataError, match=r"no records of 'S99'"):
+        make_splits("kfold", groups=IEEE_GROUPS, k=4, test_groups=["S99"])
+    with pytest.raises(RecipeError, match="needs a dataset with groups"):
+        make_splits("kfold", n=10, k=2, test_groups=["a"])
+    leaky = Split(train=np.array([10]), validation=np.array([11]))  # S02 and S02
+    with pytest.raises(DataError, match="leaks group 'S02'"):
+        check_no_leakage(leaky, IEEE_GROUPS)

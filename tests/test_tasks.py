@@ -215,3 +215,18 @@ def test_task_options_are_checked_by_name() -> None:
     check_task_options("detection", {"criterion": "mse", "tolerance": 3})
     with pytest.raises(RecipeError, match=r"no option 'tolerence'.*tolerance"):
         check_task_options("detection", {"tolerence": 3})
+
+
+def test_class_priors_reweight_balanced_probabilities() -> None:
+    balanced = ClassificationTask(("N", "A"))
+    natural = ClassificationTask(("N", "A"), class_priors=(0.9, 0.1))
+    logits = np.array([[0.0], [np.log(9.0)]])  # balanced p_A = 0.5 and 0.9
+    np.testing.assert_allclose(balanced.predict(logits)[:, 1], [0.5, 0.9])
+    # p_A = 0.5 * 0.1 / (0.5 * 0.1 + 0.5 * 0.9) = 0.1; 0.9 * 0.1 / (0.09 + 0.1 * 0.9) = 0.5
+    np.testing.assert_allclose(natural.predict(logits)[:, 1], [0.1, 0.5])
+    three = ClassificationTask(("a", "b", "c"), class_priors=(0.5, 0.25, 0.25))
+    proba = three.predict(np.zeros((1, 3)))
+    np.testing.assert_allclose(proba, [[0.5, 0.25, 0.25]])
+    assert task_from_dict(natural.to_dict()) == natural
+    with pytest.raises(RecipeError, match="class_priors"):
+        ClassificationTask(("N", "A"), class_priors=(1.0,))

@@ -21,6 +21,7 @@ EPILOG = """examples:
   physiodl data synth peaks --events 1000 --seed 7 --out heldout/
   physiodl evaluate runs/af2017/<run>/models/resnet/best.ckpt --data-dir path/to/training2017.zip
   physiodl predict runs/af2017/<run>/models/resnet/best.ckpt A00001.hea my_ecg.csv --fs 250
+  physiodl predict runs/hr-ppg/<run>/models/spectral-cnn/best.ckpt TEST_S01_T01.mat --format csv
   physiodl data info cinc2017
 """
 
@@ -93,12 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--out", type=Path, help="also write the JSON to this file")
 
-    pr = sub.add_parser("predict", help="label new recordings of any length")
+    pr = sub.add_parser(
+        "predict",
+        help="label new recordings of any length (heart-rate models: an HR trace per window)",
+    )
     pr.add_argument("checkpoint", type=Path)
-    pr.add_argument("files", type=Path, nargs="+", help="WFDB .hea, .mat, .csv or .npy files")
+    pr.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        help="WFDB .hea, .mat (CinC 'val' or IEEE SPC 2015 'sig'), .csv (a header row of "
+        "channel names, e.g. PPG1,PPG2,ACCx,ACCy,ACCz) or .npy files",
+    )
     pr.add_argument("--fs", type=float, help="sampling rate in Hz (required for .csv/.npy)")
     pr.add_argument("--channels", help="comma-separated channel names to use, in order")
-    pr.add_argument("--format", choices=("table", "json"), default="table")
+    pr.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="output: an aligned table, JSON or CSV (one row per recording, or per window)",
+    )
 
     data = sub.add_parser("data", help="list, inspect and fetch datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

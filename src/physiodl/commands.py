@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import shlex
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from physiodl.errors import DataError, PhysioDLError
 from physiodl.io.paths import data_dir
+from physiodl.signalset import SignalSet
+
+if TYPE_CHECKING:
+    from physiodl.checkpoint import TrainedModel
 
 log = logging.getLogger("physiodl")
 
@@ -94,7 +100,8 @@ def _print_next_steps(run_dir: Path, data_root: Path, data_path: str | None) -> 
         print(f"best model:    {best}")
         print("next:")
         print(f"  physiodl evaluate {ckpt} --data-dir {target}")
-        print(f"  physiodl predict {ckpt} RECORDING.hea")
+        traces = "offline" in metrics["models"][best]
+        print(f"  physiodl predict {ckpt} {'RECORDING.mat' if traces else 'RECORDING.hea'}")
 
 
 def _best_model(metrics: dict[str, Any]) -> str | None:
@@ -103,27 +110,39 @@ def _best_model(metrics: dict[str, Any]) -> str | None:
         for name in ("cinc_score", "af_f1", "macro_f1", "efficiency"):
             if record.get(name) is not None:
                 return float(record[name])
-        return -float(record.get("mae", float("inf")))
+        errors = item[1].get("offline") or record  # per-window traces: the offline MAE
+        return -float(errors.get("mae", float("inf")))
 
     models = metrics.get("models", {})
     return max(models.items(), key=key)[0] if models else None
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from physiodl.checkpoint import load_checkpoint
+    from physiodl.checkpoint import TrainedModel, load_checkpoint
     from physiodl.datasets import load_dataset
     from physiodl.evaluation import evaluate as evaluate_model
+    from physiodl.evaluation import score
+    from physiodl.trace_evaluation import evaluate_traces
 
     trained = load_checkpoint(args.checkpoint)
     name, options = _files_dataset(trained.dataset["name"], trained.recipe)
     if trained.classes is not None:
         options["classes"] = tuple(trained.classes)
     raw = load_dataset(name, path=args.data_dir.resolve(), **options)
-    data = trained.features(raw)
-    chunks = trained.features.config.chunks
-    result = evaluate_model(
-        trained.model, trained.task, data, length=chunks.length, stride=chunks.eval_stride
-    )
+    if not isinstance(trained, TrainedModel):  # an ensemble is scored on whole records only
+        levels = {"record": score(trained.task, np.asarray(raw.targets), trained.predict(raw))}
+    elif trained.dataset.get("target_windows") and trained.features.config.chunks.length:
+        data, length = trained.features(raw), trained.features.config.chunks.length
+        levels = evaluate_traces(trained.model, trained.task, data, length=length).levels()
+    else:
+        chunks = trained.features.config.chunks
+        levels = evaluate_model(
+            trained.model,
+            trained.task,
+            trained.features(raw),
+            length=chunks.length,
+            stride=chunks.eval_stride,
+        ).levels()
     report = {
         "checkpoint": str(args.checkpoint),
         "data": str(args.data_dir),
@@ -131,8 +150,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "excluded": raw.meta.get("excluded", {}),
         "skipped": raw.meta.get("skipped", {}),
         **({"empty_events": len(raw.meta["empty_events"])} if "empty_events" in raw.meta else {}),
-        "record": result.record_metrics,
-        "chunk": result.window_metrics,
+        **levels,
     }
     text = json.dumps(report, indent=2)
     print(text)
@@ -157,41 +175,86 @@ def _files_dataset(name: str, recipe: dict[str, Any]) -> tuple[str, dict[str, An
 
 
 def predict(args: argparse.Namespace) -> int:
-    from physiodl.checkpoint import load_checkpoint
-    from physiodl.evaluation import predict_records
+    from physiodl.checkpoint import TrainedModel, load_checkpoint
     from physiodl.io.recordings import read_recording
-    from physiodl.signalset import SignalSet
 
     trained = load_checkpoint(args.checkpoint)
-    if trained.task.per_bin:
+    if isinstance(trained, TrainedModel) and trained.task.per_bin:
         return _predict_events(trained, args)
+    reference = trained if isinstance(trained, TrainedModel) else trained.members[0]
     wanted = tuple(args.channels.split(",")) if args.channels else None
-    expected = len(trained.dataset["channels"])
+    traces = bool(trained.dataset.get("target_windows"))
     rows = []
     for path in args.files:
         signal, fs, names = read_recording(path, fs=args.fs, channels=wanted)
-        if signal.shape[0] != expected:
-            raise DataError(
-                f"{path}: has {signal.shape[0]} channels ({', '.join(names)}), the model expects "
-                f"{expected} ({', '.join(trained.dataset['channels'])}); choose with --channels"
-            )
-        ss = SignalSet(
-            [signal], fs=fs, channels=tuple(trained.dataset["channels"]), ids=(path.stem,)
-        )
-        chunks = trained.features.config.chunks
-        proba = predict_records(
-            trained.model,
-            trained.task,
-            trained.features(ss),
-            length=chunks.length,
-            stride=chunks.eval_stride,
-        )[0]
+        ss = _model_input(reference, path, signal, fs, names, by_name=traces)
+        if traces:
+            rows += _trace_rows(reference, path, ss)
+            continue
+        proba = trained.predict(ss)[0]
         rows.append(_prediction_row(path, signal.shape[1] / fs, trained.classes, proba))
-    if args.format == "json":
+    _print_rows(rows, args.format)
+    return 0
+
+
+def _model_input(
+    trained: TrainedModel,
+    path: Path,
+    signal: np.ndarray,
+    fs: float,
+    names: tuple[str, ...],
+    *,
+    by_name: bool,
+) -> SignalSet:
+    """One recording as the model's input channels: by name where ``by_name`` and the file
+    names them all (e.g. PPG1, ACCx columns), else by position."""
+    expected = tuple(trained.dataset["channels"])
+    needed = tuple(trained.features.config.channels or expected)
+    if by_name and all(n in names for n in needed):
+        signal = signal[[names.index(n) for n in needed]]
+        return SignalSet([signal], fs=fs, channels=needed, ids=(path.stem,))
+    if signal.shape[0] != len(expected):
+        raise DataError(
+            f"{path}: has {signal.shape[0]} channels ({', '.join(names)}), the model expects "
+            f"{len(expected)} ({', '.join(expected)}); name them so (e.g. CSV column headers) "
+            "or choose with --channels"
+        )
+    return SignalSet([signal], fs=fs, channels=expected, ids=(path.stem,))
+
+
+def _trace_rows(trained: TrainedModel, path: Path, ss: SignalSet) -> list[dict[str, Any]]:
+    """One row per window: its start and end (s) and the value decoded offline and causally."""
+    from physiodl.trace_evaluation import predict_traces
+    from physiodl.window_targets import TargetWindows
+
+    data = trained.features(ss)
+    windows = TargetWindows.from_dict(trained.dataset["target_windows"])
+    length, stride = windows.in_samples(data.fs)
+    trace = predict_traces(trained.model, trained.task, data, length=length, stride=stride)[0]
+    return [
+        {
+            "file": str(path),
+            "window": k,
+            "start_s": round(float(start), 3),
+            "end_s": round(float(start) + windows.length_s, 3),
+            "offline": round(float(offline), 2),
+            "causal": round(float(causal), 2),
+        }
+        for k, (start, offline, causal) in enumerate(
+            zip(trace["start_s"], trace["offline"], trace["causal"], strict=True)
+        )
+    ]
+
+
+def _print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
         print(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     else:
         _print_table(rows)
-    return 0
 
 
 def _predict_events(trained: Any, args: argparse.Namespace) -> int:

@@ -11,6 +11,14 @@ class DataError(PhysioDLError):
     """A missing, corrupt or inconsistent data file or record."""
 
 
+class RecordError(DataError):
+    """A fault in one record; ``reason`` is the short category used in ``meta["skipped"]``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class RecipeError(PhysioDLError):
     """A recipe or command-line override that does not validate."""
 

@@ -12,7 +12,7 @@ Windows are cut and fed in batches, so hours-long recordings need little memory.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -92,13 +92,44 @@ def _window_batches(
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores at both levels and the per-record outputs behind them."""
+    """Scores at both levels and the per-window and per-record predictions behind them."""
 
     window_metrics: dict[str, Any]
     record_metrics: dict[str, Any]
     record_outputs: np.ndarray | list[np.ndarray]
     record_predictions: np.ndarray | list[np.ndarray]
     """Per record: one row (classification, regression) or one per-bin array (detection)."""
+
+    ids: tuple[str, ...] = ()
+    record_targets: np.ndarray | list[np.ndarray] | None = None
+    window_targets: np.ndarray | None = None
+    window_predictions: np.ndarray | None = None
+
+    def levels(self) -> dict[str, Any]:
+        """The metrics by level, as ``metrics.json`` holds them: ``chunk`` and ``record``."""
+        return {"chunk": self.window_metrics, "record": self.record_metrics}
+
+    @classmethod
+    def pooled(cls, task: Task, parts: Sequence[Evaluation]) -> Evaluation:
+        """One evaluation of the records of all ``parts`` (e.g. cross-validation folds)."""
+        if any(p.record_targets is None or p.window_targets is None for p in parts):
+            raise ValueError("only evaluations made by `evaluate` can be pooled")
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        window_targets, window_predictions = joined("window_targets"), joined("window_predictions")
+        record_targets, record_predictions = joined("record_targets"), joined("record_predictions")
+        return cls(
+            window_metrics=score(task, window_targets, window_predictions, with_calibration=False),
+            record_metrics=score(task, record_targets, record_predictions),
+            record_outputs=joined("record_outputs"),
+            record_predictions=record_predictions,
+            ids=tuple(i for p in parts for i in p.ids),
+            record_targets=record_targets,
+            window_targets=window_targets,
+            window_predictions=window_predictions,
+        )
 
 
 @torch.inference_mode()
@@ -132,14 +163,13 @@ def evaluate(
     windows = evaluation_windows(data.lengths, length, stride)
     if task.per_bin:
         outputs = record_bin_outputs(model, data.signals, windows, batch_size)
-        return score_bins(task, list(data.targets or []), outputs)
+        return score_bins(task, list(data.targets or []), outputs, data.ids)
     outputs = window_outputs(model, data.signals, windows, batch_size)
     targets = np.asarray(data.targets)
     regular = ~windows.is_tail
     window_targets = targets[windows.owner[regular]]
-    window_scores = score(
-        task, window_targets, task.predict(outputs[regular]), with_calibration=False
-    )
+    window_predictions = task.predict(outputs[regular])
+    window_scores = score(task, window_targets, window_predictions, with_calibration=False)
     record_outputs = task.aggregate(outputs, windows.owner, len(data))
     record_predictions = task.predict(record_outputs)
     return Evaluation(
@@ -147,10 +177,16 @@ def evaluate(
         record_metrics=score(task, targets, record_predictions),
         record_outputs=record_outputs,
         record_predictions=record_predictions,
+        ids=data.ids,
+        record_targets=targets,
+        window_targets=window_targets,
+        window_predictions=window_predictions,
     )
 
 
-def score_bins(task: Task, targets: list[np.ndarray], outputs: list[np.ndarray]) -> Evaluation:
+def score_bins(
+    task: Task, targets: list[np.ndarray], outputs: list[np.ndarray], ids: tuple[str, ...] = ()
+) -> Evaluation:
     """A per-bin task's scores of per-record outputs: per bin and per record."""
     predictions = [task.predict(o) for o in outputs]
     return Evaluation(
@@ -158,6 +194,8 @@ def score_bins(task: Task, targets: list[np.ndarray], outputs: list[np.ndarray])
         record_metrics=task.score_records(targets, predictions),
         record_outputs=outputs,
         record_predictions=predictions,
+        ids=ids,
+        record_targets=targets,
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from physiodl.errors import DataError
 from physiodl.recipes import FeaturesConfig
 from physiodl.signalset import SignalSet
+from physiodl.transforms.channels import select_channels
 from physiodl.transforms.filters import bandpass, resample
 from physiodl.transforms.normalise import Normaliser, fit_normaliser
 from physiodl.transforms.spectral import spectrogram
@@ -20,7 +22,7 @@ _NORMALISER_KIND = {
 
 @dataclass(frozen=True)
 class FeaturePipeline:
-    """Resample, band-pass, spectrogram (each optional), then normalise.
+    """Select channels, resample, band-pass, spectrogram (each optional), then normalise.
 
     ``input_fs`` is the sampling rate the steps expect: recordings at another rate are resampled
     to it first, so a model trained at 300 Hz can label a 500 Hz recording. The normaliser is fitted
@@ -37,6 +39,15 @@ class FeaturePipeline:
 
     def transform(self, ss: SignalSet) -> SignalSet:
         """The deterministic steps (no normalisation); cacheable per ``cache_key``."""
+        if self.config.channels is not None:
+            ss = select_channels(ss, self.config.channels)
+        band = self.config.bandpass
+        if band is not None and band[1] >= ss.fs / 2:
+            raise DataError(
+                f"recordings at {ss.fs:g} Hz hold nothing above {ss.fs / 2:g} Hz, but the model's "
+                f"band reaches {band[1]:g} Hz; give the recording's true sampling rate (--fs) "
+                f"or record at more than {2 * band[1]:g} Hz"
+            )
         if ss.fs != self.input_fs:
             ss = resample(ss, self.input_fs)
         if self.config.bandpass is not None:
@@ -67,8 +78,10 @@ class FeaturePipeline:
 
     def cache_key(self) -> dict[str, Any]:
         """What determines `transform`'s output, for the feature cache."""
-        keys = ("resample", "bandpass", "spectrogram")
-        return {"input_fs": self.input_fs, **self.config.model_dump(mode="json", include=set(keys))}
+        keys = {"resample", "bandpass", "spectrogram"}
+        if self.config.channels is not None:  # absent when unset: earlier cache keys still hold
+            keys.add("channels")
+        return {"input_fs": self.input_fs, **self.config.model_dump(mode="json", include=keys)}
 
     def to_dict(self) -> dict[str, Any]:
         return {

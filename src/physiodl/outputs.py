@@ -13,36 +13,57 @@ from typing import Any
 
 import numpy as np
 
+from physiodl.errors import PhysioDLError
+from physiodl.evaluation import Evaluation
 from physiodl.features import FeaturePipeline
 from physiodl.peak_matching import match, peaks_of
 from physiodl.recipes import RecipeConfig
 from physiodl.signalset import SignalSet
 from physiodl.splits import Split
 from physiodl.tasks import DetectionTask, Task
+from physiodl.trace_evaluation import TraceEvaluation
 
 _SUMMARY_COLUMNS = ("arch", "n_params", "best_epoch", "train_seconds", "examples_per_second")
 _LEVEL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "cinc_score", "af_f1")
-_REGRESSION_METRICS = ("mae", "rmse", "bias", "within_5", "within_10", "pearson_r")
+_REGRESSION_METRICS = (
+    "mae",
+    "subject_mae",
+    "rmse",
+    "bias",
+    "within_5",
+    "within_10",
+    "pearson_r",
+)
 _DETECTION_METRICS = ("efficiency", "fp_per_event", "position_error", "threshold")
 _BIN_METRICS = ("bin_accuracy", "bin_mae")
+_LEVELS = ("chunk", "record", "offline", "causal")
 
 
 def comparison_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per model: summary columns, then chunk- and record-level metrics."""
+    """One flat row per model: summary columns, then the metrics of each level (chunk and
+    record; offline and causal for per-window traces), then the same on the test part."""
     rows = []
     for name, result in results.items():
         row: dict[str, Any] = {"model": name}
         row |= {c: result.get(c) for c in _SUMMARY_COLUMNS}
-        for level in ("chunk", "record"):
-            metrics = result.get(level, {})
-            for key in (*_LEVEL_METRICS, *_REGRESSION_METRICS, *_DETECTION_METRICS, *_BIN_METRICS):
-                if metrics.get(key) is not None:
-                    row[f"{level}_{key}"] = metrics[key]
-            if level == "record":
-                for cls, scores in metrics.get("per_class", {}).items():
-                    row[f"record_f1_{cls}"] = scores["f1"]
+        row |= _level_columns(result, "")
+        if isinstance(result.get("test"), Mapping):
+            row |= _level_columns(result["test"], "test_")
         rows.append(row)
     return rows
+
+
+def _level_columns(result: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for level in _LEVELS:
+        metrics = result.get(level, {})
+        for key in (*_LEVEL_METRICS, *_REGRESSION_METRICS, *_DETECTION_METRICS, *_BIN_METRICS):
+            if metrics.get(key) is not None:
+                row[f"{prefix}{level}_{key}"] = metrics[key]
+        if level == "record":
+            for cls, scores in metrics.get("per_class", {}).items():
+                row[f"{prefix}record_f1_{cls}"] = scores["f1"]
+    return row
 
 
 def write_comparison(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -60,26 +81,32 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def write_predictions(
-    path: Path, data: SignalSet, task: Task, predictions: np.ndarray | list[np.ndarray]
-) -> None:
-    """Record-level predictions: id, target, prediction and one probability per class; for
-    detection one row per record with its true and predicted peaks (`event_peak_rows`)."""
+def write_predictions(path: Path, evaluation: Evaluation | TraceEvaluation, task: Task) -> None:
+    """The predictions behind an evaluation: one row per window of target traces (id, group,
+    window, start_s, target, offline, causal); for detection one row per record with its true
+    and predicted peaks (`event_peak_rows`); else one per record (id, target, prediction and,
+    for classification, one probability per class)."""
+    if isinstance(evaluation, TraceEvaluation):
+        evaluation.write_csv(path)
+        return
+    ids, targets = evaluation.ids, evaluation.record_targets
+    predictions = evaluation.record_predictions
+    assert targets is not None
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         if isinstance(task, DetectionTask):
-            rows = event_peak_rows(task, data.ids, list(data.targets or []), list(predictions))
+            rows = event_peak_rows(task, ids, list(targets), list(predictions))
             writer.writerow(list(rows[0]))
             writer.writerows(row.values() for row in rows)
         elif task.kind == "classification":
             classes = task.classes
             writer.writerow(["id", "target", "prediction", *(f"p_{c}" for c in classes)])
-            for rid, target, proba in zip(data.ids, data.targets, predictions, strict=True):
+            for rid, target, proba in zip(ids, targets, predictions, strict=True):
                 best = classes[int(np.argmax(proba))]
                 writer.writerow([rid, classes[int(target)], best, *(f"{p:.6f}" for p in proba)])
         else:
             writer.writerow(["id", "target", "prediction"])
-            for rid, target, pred in zip(data.ids, data.targets, predictions, strict=True):
+            for rid, target, pred in zip(ids, targets, predictions, strict=True):
                 writer.writerow([rid, float(np.mean(target)), float(np.mean(pred))])
 
 
@@ -129,17 +156,33 @@ def write_bin_examples(
     )
 
 
+def read_record_probabilities(
+    path: Path, classes: tuple[str, ...]
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Record ids, target class codes and class probabilities of `write_predictions`'s file."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        targets = np.array([classes.index(row["target"]) for row in rows])
+        proba = np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows])
+    except (KeyError, ValueError) as err:
+        raise PhysioDLError(
+            f"{path} is not a prediction file for the classes {', '.join(classes)} ({err}); "
+            "re-run the recipe"
+        ) from None
+    return tuple(row["id"] for row in rows), targets, proba
+
+
 def write_examples(
-    path: Path, config: RecipeConfig, raw: SignalSet, split: Split, per_class: int = 2
+    path: Path, raw: SignalSet, split: Split, pipeline: FeaturePipeline, per_class: int = 2
 ) -> None:
-    """Two validation records per class, raw and as the first model's features, for the report."""
+    """Two validation records per class, raw and as a model sees them, for the report."""
     if raw.classes is None or not isinstance(raw.targets, np.ndarray):
         return
     val = split.validation
     chosen = [i for c in range(len(raw.classes)) for i in val[raw.targets[val] == c][:per_class]]
     examples = raw.subset(chosen)
-    pipeline = FeaturePipeline.for_data(config.model_features(config.models[0]), raw.fs)
-    features = pipeline.transform(examples)
+    features = pipeline(examples)
     arrays: dict[str, Any] = {
         "ids": np.array(examples.ids),
         "labels": np.array([raw.classes[int(t)] for t in examples.targets]),
@@ -156,7 +199,7 @@ def write_examples(
 def run_metadata(
     config: RecipeConfig,
     raw: SignalSet,
-    split: Split,
+    splits: Sequence[Split],
     command: str,
     started: float,
     environ: Mapping[str, str],
@@ -185,14 +228,25 @@ def run_metadata(
         "finished": finished.isoformat(timespec="seconds"),
         "duration_s": round(finished.timestamp() - started, 1),
         "data": data,
-        "split": {
-            "kind": config.split.kind,
-            "train": len(split.train),
-            "validation": len(split.validation),
-            "test": len(split.test),
-        },
+        "split": _split_sizes(config, raw, splits),
         "threads": environ.get("OMP_NUM_THREADS"),
     }
+
+
+def _split_sizes(config: RecipeConfig, raw: SignalSet, splits: Sequence[Split]) -> dict[str, Any]:
+    """Records per part (per fold under cross-validation) and the test groups."""
+    sizes: dict[str, Any] = {"kind": config.split.kind}
+    if len(splits) > 1:
+        sizes["folds"] = len(splits)
+        sizes["train"] = [len(s.train) for s in splits]
+        sizes["validation"] = [len(s.validation) for s in splits]
+    else:
+        sizes["train"] = len(splits[0].train)
+        sizes["validation"] = len(splits[0].validation)
+    sizes["test"] = len(splits[0].test)
+    if raw.groups is not None and len(splits[0].test):
+        sizes["test_groups"] = sorted({str(g) for g in raw.groups[splits[0].test]})
+    return sizes
 
 
 def _version(package: str) -> str | None:

@@ -1,14 +1,15 @@
 """`run_recipe`: a validated recipe in, a complete run directory out.
 
-Stages, in one direction: load (cached) -> split -> per model: features (cached) -> fit the
-normaliser on the training records -> train -> evaluate on the validation records -> export.
-Then metrics, comparison table, metadata and the report. Models whose results are already in
-an interrupted run directory are not trained again by ``--resume``.
+Stages, in one direction: load (cached) -> split(s) -> per model (`physiodl.fold_runs`), per
+split: features (cached) -> fit the normaliser on the training records -> train -> evaluate on
+the validation records; then pooled cross-validation scores, the test part, export. Then
+ensembles (the members' validation probabilities averaged), metrics, comparison table,
+metadata and the report. Models whose results are already in an
+interrupted run directory are not trained again by ``--resume``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -18,31 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from physiodl.cache import cached_signalset
-from physiodl.checkpoint import TrainedModel, save_checkpoint
+from physiodl.checkpoint import save_ensemble
 from physiodl.datasets import dataset_info, dataset_path, load_dataset
-from physiodl.errors import RecipeError
-from physiodl.evaluation import evaluate, with_operating_point
+from physiodl.errors import PhysioDLError, RecipeError
+from physiodl.evaluation import Evaluation, score
 from physiodl.features import FeaturePipeline
-from physiodl.models import build_model
+from physiodl.fold_runs import headline, train_and_evaluate
 from physiodl.outputs import (
     comparison_rows,
+    read_record_probabilities,
     run_metadata,
-    write_bin_examples,
     write_comparison,
     write_examples,
     write_predictions,
 )
-from physiodl.recipes import ModelConfig, RecipeConfig, recipe_to_toml
+from physiodl.recipes import EnsembleConfig, ModelConfig, RecipeConfig, recipe_to_toml
 from physiodl.report import write_report
 from physiodl.rundir import RunDirectory, open_run_directory, write_json
 from physiodl.signalset import SignalSet
-from physiodl.splits import Split, check_no_leakage, make_split
-from physiodl.tasks import Task, check_task_options, make_task
-from physiodl.training import ChunkDataModule, fit
-from physiodl.transforms.balance import class_weights
+from physiodl.splits import Split, make_splits
+from physiodl.tasks import check_task_options, make_task
 
 log = logging.getLogger(__name__)
 
@@ -75,39 +73,39 @@ def run_recipe(config: RecipeConfig, options: RunOptions) -> Path:
     for model_cfg in _selected_models(config, options):
         check_task_options(config.task, config.model_task_options(model_cfg))
     data = _load(config, options)
-    split = _split(config, data.raw)
+    splits = _splits(config, data.raw)
     run = open_run_directory(
         options.runs_dir, config.name, recipe_to_toml(config), resume=options.resume
     )
     try:
-        return _run(config, options, run, data, split, started)
+        return _run(config, options, run, data, splits, started)
     finally:
         run.release()
 
 
-def _split(config: RecipeConfig, raw: SignalSet) -> Split:
-    split = make_split(
+def _splits(config: RecipeConfig, raw: SignalSet) -> list[Split]:
+    splits = make_splits(
         config.split.kind,
         n=len(raw),
         targets=raw.targets if config.task == "classification" else None,
         groups=raw.groups,
         validation=config.split.validation,
         test=config.split.test,
+        test_groups=config.split.test_groups,
         seed=config.seed,
         k=config.split.k,
         fold=config.split.fold,
     )
-    if raw.groups is not None:
-        check_no_leakage(split, raw.groups)
     size = config.split.train_size
-    if size is not None:
+    if size is None:
+        return splits
+    for split in splits:
         if size > len(split.train):
             raise RecipeError(
                 f"split.train_size = {size} exceeds the {len(split.train)} training records; "
                 "use more data or a smaller train_size"
             )
-        split = replace(split, train=split.train[:size])
-    return split
+    return [replace(split, train=split.train[:size]) for split in splits]
 
 
 def _run(
@@ -115,54 +113,50 @@ def _run(
     options: RunOptions,
     run: RunDirectory,
     data: _Data,
-    split: Split,
+    splits: list[Split],
     started: float,
 ) -> Path:
+    first = splits[0]
+    parts = f"{len(first.train)} training, {len(first.validation)} validation"
+    if len(splits) > 1:
+        parts = f"{len(splits)}-fold cross-validation"
     log.info(
-        "%s: %d records (%d training, %d validation) -> %s",
+        "%s: %d records (%s, %d test) -> %s",
         config.name,
         len(data.raw),
-        len(split.train),
-        len(split.validation),
+        parts,
+        len(first.test),
         run.path,
     )
     results: dict[str, dict[str, Any]] = {}
     selected = _selected_models(config, options)
     for number, model_cfg in enumerate(selected, 1):
         log.info("[%d/%d] %s (%s)", number, len(selected), model_cfg.name, model_cfg.arch)
-        results[model_cfg.name] = _train_and_evaluate(config, model_cfg, data, split, run, options)
+        results[model_cfg.name] = train_and_evaluate(
+            config,
+            model_cfg,
+            data.raw,
+            lambda pipeline: _features(data, pipeline, options.use_cache),
+            splits,
+            run,
+            resume=run.resumed,
+            callbacks=options.callbacks,
+        )
         if run.is_main_process:
-            log.info("      %s", _headline(results[model_cfg.name]))
+            log.info("      %s", headline(results[model_cfg.name]))
     if not run.is_main_process:
         return run.path
-    _write_summary(config, data, split, results, run, options, started)
+    for ensemble in config.ensembles:
+        if not set(ensemble.members) <= set(results):
+            log.info("ensemble %s: not all its members ran, left out", ensemble.name)
+            continue
+        log.info("[ensemble] %s: mean of %s", ensemble.name, ", ".join(ensemble.members))
+        results[ensemble.name] = _ensemble(config, ensemble, data.raw, run, results)
+        log.info("      %s", headline(results[ensemble.name]))
+    _write_summary(config, data, splits, results, run, options, started)
     final = run.finalise()
     log.info("run complete: %s", final)
     return final
-
-
-def _headline(result: dict[str, Any]) -> str:
-    """One line of a model's scores for the console."""
-    record, chunk = result["record"], result["chunk"]
-    if "efficiency" in record:
-        error = record["position_error"]
-        return (
-            f"efficiency {record['efficiency'] or 0:.3f} at {record['fp_per_event']:.3f} false "
-            f"positives/event (threshold {record['threshold']:.3g}), position error "
-            f"{'—' if error is None else f'{error:.2f}'} bins, best epoch {result['best_epoch']}/"
-            f"{result['epochs_trained']}, {result['train_seconds']:.0f} s"
-        )
-    parts = [f"{key} {record[key]:.3f}" for key in ("cinc_score", "af_f1") if key in record]
-    parts += [
-        f"record balanced acc {record['balanced_accuracy']:.3f}"
-        if "balanced_accuracy" in record
-        else f"record MAE {record.get('mae', float('nan')):.3f}",
-        f"chunk acc {chunk.get('accuracy', float('nan')):.3f}",
-        f"best epoch {result['best_epoch']}/{result['epochs_trained']}",
-        f"{result['train_seconds']:.0f} s",
-        f"{result['examples_per_second']:.0f} examples/s",
-    ]
-    return ", ".join(parts)
 
 
 def _selected_models(config: RecipeConfig, options: RunOptions) -> list[ModelConfig]:
@@ -201,117 +195,83 @@ def _features(data: _Data, pipeline: FeaturePipeline, use_cache: bool) -> Signal
     return data.features[name]
 
 
-def _task(
-    config: RecipeConfig, model_cfg: ModelConfig, raw: SignalSet, train: SignalSet, balance: str
-) -> Task:
-    options = config.model_task_options(model_cfg)
-    if config.task != "classification":
-        return make_task(config.task, **options)
-    weights = None
-    if balance == "class_weights":
-        weights = class_weights(np.asarray(train.targets), len(raw.classes or ())).tolist()
-    return make_task("classification", classes=raw.classes, class_weights=weights, **options)
-
-
-def _train_and_evaluate(
+def _ensemble(
     config: RecipeConfig,
-    model_cfg: ModelConfig,
-    data: _Data,
-    split: Split,
+    ensemble: EnsembleConfig,
+    raw: SignalSet,
     run: RunDirectory,
-    options: RunOptions,
+    results: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    model_dir = run.model_dir(model_cfg.name)
-    done = model_dir / "result.json"
-    if done.is_file() and run.is_main_process:
-        log.info("%s: already trained in this run, skipping", model_cfg.name)
-        return json.loads(done.read_text())
-    features_cfg = config.model_features(model_cfg)
-    train_cfg = config.model_train(model_cfg)
-    pipeline = FeaturePipeline.for_data(features_cfg, data.raw.fs)
-    features = _features(data, pipeline, options.use_cache)
-    train_raw = features.subset(split.train)
-    pipeline = pipeline.fit(train_raw)
-    train_set = pipeline.normalise(train_raw)
-    val_set = pipeline.normalise(features.subset(split.validation))
-    task = _task(config, model_cfg, data.raw, train_set, features_cfg.balance)
-    chunks = features_cfg.chunks
-    torch.manual_seed(config.seed)  # the same initial weights, whatever ran before
-    model = build_model(
-        model_cfg.arch,
-        in_channels=train_set.n_channels,
-        out_size=task.out_size,
-        input_length=chunks.length,
-        **model_cfg.hparams,
-    )
-    datamodule = ChunkDataModule(
-        train_set,
-        val_set,
-        length=chunks.length,
-        random=chunks.random,
-        stride=chunks.stride,
-        balance=features_cfg.balance,
-        batch_size=train_cfg.batch_size,
-        num_workers=train_cfg.num_workers,
-        seed=config.seed,
-    )
-    fitted = fit(
-        model,
-        task,
-        datamodule,
-        out_dir=model_dir,
-        tensorboard_dir=run.tensorboard_dir(model_cfg.name),
-        train_cfg=train_cfg,
-        seed=config.seed,
-        resume=run.resumed,
-        callbacks=options.callbacks,
-    )
-    if fitted.interrupted:
-        raise KeyboardInterrupt  # the run stays a .partial folder that --resume continues
-    if not run.is_main_process:
-        return {}
-    model.load_state_dict(fitted.best_state_dict)
-    result = evaluate(model, task, val_set, length=chunks.length, stride=chunks.eval_stride)
-    task, result = with_operating_point(task, val_set, result)
-    summary = {
-        "arch": model_cfg.arch,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "best_epoch": fitted.best_epoch,
-        "epochs_trained": len(fitted.history),
-        "train_seconds": fitted.train_seconds,
-        "examples_per_second": fitted.examples_per_second,
-        "chunk": result.window_metrics,
-        "record": result.record_metrics,
-        "task": task.to_dict(),
-    }
-    trained = TrainedModel(
-        model=model,
-        task=task,
-        features=pipeline,
-        arch=model_cfg.arch,
-        hparams=dict(model_cfg.hparams),
-        dataset={
-            "name": config.data.dataset,
-            "fs": data.raw.fs,
-            "channels": list(data.raw.channels),
-            "feature_channels": list(train_set.channels),
-            "classes": list(data.raw.classes or ()),
-        },
+    """Average the members' record probabilities (validation, and test where there is one);
+    bundle their checkpoints."""
+    classes = tuple(raw.classes or ())
+    task = make_task("classification", classes=classes)
+    members = [run.model_dir(name) for name in ensemble.members]
+    out = run.model_dir(ensemble.name)
+    out.mkdir(parents=True, exist_ok=True)
+    levels: dict[str, dict[str, Any]] = {}
+    for part in ("predictions.csv", "test_predictions.csv"):
+        if not all((m / part).is_file() for m in members):
+            continue
+        ids, targets, proba = _mean_probabilities([m / part for m in members], classes)
+        metrics = score(task, targets, proba)
+        levels[part] = metrics
+        evaluation = Evaluation({}, metrics, proba, proba, ids=ids, record_targets=targets)
+        write_predictions(out / part, evaluation, task)
+    save_ensemble(
+        out / "best.ckpt",
+        [m / "best.ckpt" for m in members],
         recipe=config.model_dump(mode="json"),
-        metrics={"chunk": result.window_metrics, "record": result.record_metrics},
+        metrics={"record": levels["predictions.csv"]},
     )
-    save_checkpoint(model_dir / "best.ckpt", trained)
-    write_predictions(model_dir / "predictions.csv", val_set, task, result.record_predictions)
-    if task.per_bin:
-        write_bin_examples(model_dir / "examples.npz", val_set, result.record_predictions)
-    write_json(done, summary)
+    member_results = [results[name] for name in ensemble.members]
+    summary: dict[str, Any] = {
+        "arch": f"Ensemble({', '.join(ensemble.members)})",
+        "n_params": sum(r["n_params"] for r in member_results),
+        "best_epoch": None,
+        "epochs_trained": None,
+        "train_seconds": sum(r["train_seconds"] for r in member_results),
+        "examples_per_second": None,
+        "chunk": {},
+        "record": levels["predictions.csv"],
+        "members": list(ensemble.members),
+    }
+    if "test_predictions.csv" in levels:
+        summary["test"] = {"record": levels["test_predictions.csv"]}
     return summary
+
+
+def _mean_probabilities(
+    paths: list[Path], classes: tuple[str, ...]
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Record ids, target codes and the mean class probabilities of prediction files that
+    must list the same records in the same order."""
+    ids, targets, first = read_record_probabilities(paths[0], classes)
+    probabilities = [first]
+    for path in paths[1:]:
+        other_ids, _, proba = read_record_probabilities(path, classes)
+        if other_ids != ids:
+            raise PhysioDLError(
+                f"{path} lists other records than {paths[0]}; re-run the recipe's members"
+            )
+        probabilities.append(proba)
+    return ids, targets, np.mean(probabilities, axis=0)
+
+
+def _example_pipeline(
+    config: RecipeConfig, data: _Data, split: Split, use_cache: bool
+) -> FeaturePipeline:
+    """The fitted features of the first model with a spectrogram (else the first model)."""
+    configs = [config.model_features(m) for m in config.models]
+    chosen = next((f for f in configs if f.spectrogram is not None), configs[0])
+    pipeline = FeaturePipeline.for_data(chosen, data.raw.fs)
+    return pipeline.fit(_features(data, pipeline, use_cache).subset(split.train))
 
 
 def _write_summary(
     config: RecipeConfig,
     data: _Data,
-    split: Split,
+    splits: list[Split],
     results: dict[str, dict[str, Any]],
     run: RunDirectory,
     options: RunOptions,
@@ -325,10 +285,15 @@ def _write_summary(
     }
     write_json(run.path / "metrics.json", metrics)
     write_comparison(run.path / "comparison.csv", comparison_rows(results))
-    write_examples(run.path / "examples.npz", config, data.raw, split)
+    write_examples(
+        run.path / "examples.npz",
+        data.raw,
+        splits[0],
+        _example_pipeline(config, data, splits[0], options.use_cache),
+    )
     write_json(
         run.path / "metadata.json",
-        run_metadata(config, data.raw, split, options.command, started, os.environ),
+        run_metadata(config, data.raw, splits, options.command, started, os.environ),
     )
     if options.write_report:
         write_report(run.path)

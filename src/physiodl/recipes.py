@@ -11,10 +11,18 @@ import copy
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from physiodl.errors import RecipeError
 
@@ -35,13 +43,19 @@ class DataConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """How records are divided into training, validation (and test) parts."""
+    """How records are divided into training, validation (and test) parts.
+
+    ``kind = "kfold"`` without ``fold`` is cross-validation: every model is trained ``k``
+    times, each fold validating on its own part (whole subjects when the data has groups).
+    ``test_groups`` holds those subjects out as a fixed test part (else a ``test`` share).
+    """
 
     kind: Literal["random", "stratified", "grouped", "kfold", "chronological"] = "stratified"
     validation: float = Field(0.2, gt=0.0, lt=1.0)
     test: float = Field(0.0, ge=0.0, lt=1.0)
+    test_groups: list[str] | None = None
     k: int | None = Field(None, ge=2)
-    fold: int = Field(0, ge=0)
+    fold: int | None = Field(None, ge=0)
     train_size: int | None = Field(
         None, ge=1, description="train on the first this many training records (size studies)"
     )
@@ -80,8 +94,12 @@ class ChunkConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    """Preprocessing applied to every record, identically at training and prediction time."""
+    """Preprocessing applied to every record, identically at training and prediction time.
 
+    ``channels`` keeps these input channels, by name and in this order (default: all).
+    """
+
+    channels: list[str] | None = None
     resample: float | None = Field(None, gt=0)
     bandpass: tuple[float, float] | None = None
     spectrogram: SpectrogramConfig | None = None
@@ -89,7 +107,7 @@ class FeaturesConfig(_Strict):
     chunks: ChunkConfig = ChunkConfig()
     balance: Literal["oversample", "class_weights", "none"] = "oversample"
 
-    @field_validator("resample", "spectrogram", "bandpass", mode="before")
+    @field_validator("channels", "resample", "spectrogram", "bandpass", mode="before")
     @classmethod
     def _false_means_off(cls, value: Any) -> Any:
         """TOML has no null: ``spectrogram = false`` in a model override turns the step off."""
@@ -102,8 +120,22 @@ class OptimizerConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class AugmentConfig(_Strict):
+    """Training-time augmentation of each batch (see `physiodl.transforms.augment`)."""
+
+    scale: float = Field(0.0, ge=0.0, lt=1.0)
+    flip: bool = False
+    noise: float = Field(0.0, ge=0.0)
+
+
 class TrainConfig(_Strict):
-    """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched."""
+    """The training setup; ``trainer`` is passed to ``lightning.pytorch.Trainer`` untouched.
+
+    ``keep``: the weights evaluated and exported: the ``best`` epoch on the validation part,
+    or the ``last`` epoch (the validation part then chooses nothing: honest cross-validation).
+    ``rate_scale``: per-window rate targets (heart rate) only: stretch each training window in
+    time by a random factor within ``1 ± rate_scale`` and scale its target alike.
+    """
 
     batch_size: int = Field(192, ge=1)
     max_epochs: int = Field(20, ge=1)
@@ -112,25 +144,54 @@ class TrainConfig(_Strict):
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     gradient_clip: float | None = Field(None, gt=0)
     num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = AugmentConfig()
     trainer: dict[str, Any] = Field(default_factory=dict)
+    keep: Literal["best", "last"] = "best"
+    rate_scale: float | None = Field(None, gt=0, lt=1)
+
+
+def _safe_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
+    return name
+
+
+#: a label in tables, plots and folder names
+ModelName = Annotated[str, AfterValidator(_safe_name)]
 
 
 class ModelConfig(_Strict):
-    """One model of the comparison: a registry ``arch`` with its own label and overrides."""
+    """One model of the comparison: a registry ``arch`` with its own label and overrides.
 
-    name: str
+    ``task_options`` holds options of the recipe's task kind for this model (e.g. a regression
+    ``criterion``); a model without trainable parameters is evaluated without training.
+    """
+
+    name: ModelName
     arch: str
     hparams: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
     task_options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, name: str) -> str:
-        if not name or not all(c.isalnum() or c in "-_." for c in name):
-            raise ValueError(f"model name {name!r} may only use letters, digits, '-', '_', '.'")
-        return name
+
+class EvaluationConfig(_Strict):
+    """How trained models are scored and what their probabilities mean.
+
+    ``class_priors``: after balanced training (oversampling or class weights), ``training``
+    re-weights predicted probabilities to the class frequencies of the training records (calibrated
+    for data like them; best for accuracy and F1 on natural data), ``balanced`` keeps them as
+    trained (as if every class were equally likely; best for balanced accuracy).
+    """
+
+    class_priors: Literal["training", "balanced"] = "training"
+
+
+class EnsembleConfig(_Strict):
+    """Record-level class probabilities of several trained models of the recipe, averaged."""
+
+    name: ModelName
+    members: list[str] = Field(min_length=2)
 
 
 class ParameterRange(_Strict):
@@ -223,6 +284,8 @@ class RecipeConfig(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     train: TrainConfig = TrainConfig()
     models: list[ModelConfig] = Field(min_length=1)
+    ensembles: list[EnsembleConfig] = Field(default_factory=list)
+    evaluation: EvaluationConfig = EvaluationConfig()
     quick: dict[str, Any] = Field(
         default_factory=dict, description="dotted overrides applied by --quick"
     )
@@ -231,10 +294,20 @@ class RecipeConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> RecipeConfig:
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [e.name for e in self.ensembles]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        models = {m.name for m in self.models}
+        for ensemble in self.ensembles:
+            unknown = [m for m in ensemble.members if m not in models]
+            if unknown:
+                raise ValueError(
+                    f"ensemble {ensemble.name!r}: no model named {', '.join(unknown)}; "
+                    f"models: {', '.join(sorted(models))}"
+                )
+        if self.ensembles and self.task != "classification":
+            raise ValueError("ensembles average class probabilities: classification only")
         return self
 
     def model_train(self, model: ModelConfig) -> TrainConfig:

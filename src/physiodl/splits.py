@@ -7,6 +7,7 @@ rest to training. Every function is deterministic for a given seed; index arrays
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -226,6 +227,103 @@ def make_split(
     if kind == "chronological":
         return chronological_split(n, validation, test)
     return random_split(n, validation, test, seed)
+
+
+def make_splits(
+    kind: str,
+    *,
+    n: int | None = None,
+    targets: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    validation: float = 0.2,
+    test: float = 0.0,
+    test_groups: Sequence[str] | None = None,
+    seed: int = 0,
+    k: int | None = None,
+    fold: int | None = None,
+) -> list[Split]:
+    """The splits a recipe runs: one, or with ``kind='kfold'`` and no ``fold`` all ``k`` folds.
+
+    A test part is held out first and is the same in every split: the records of the
+    ``test_groups`` (subjects named in the recipe), else a ``test`` share (whole groups when
+    the records have groups). The remaining records are then split by ``kind`` as
+    `make_split` does (for ``kfold``: grouped, stratified or plain k-fold, cross-validation
+    over every fold when ``fold`` is ``None``). With groups, no group is on two sides.
+    """
+    if n is None:
+        n = next((len(v) for v in (targets, groups) if v is not None), None)
+    if n is None:
+        raise RecipeError("splits: the number of records is unknown")
+    cross_validation = kind == "kfold" and fold is None
+    options = dict(validation=validation, seed=seed, k=k, fold=fold)
+    if not cross_validation and not test_groups:
+        split = make_split(kind, n=n, targets=targets, groups=groups, test=test, **options)
+        return [_checked(split, groups)]
+    held_out = _test_part(n, targets, groups, test, test_groups, seed)
+    rest = np.setdiff1d(np.arange(n), held_out)
+    if len(rest) < 2:
+        raise DataError(f"the test part leaves {len(rest)} records for training and validation")
+
+    def part(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else np.asarray(values)[rest]
+
+    if cross_validation:
+        if k is None:
+            raise RecipeError("split.kind='kfold' needs split.k >= 2")
+        codes = part(targets) if _is_class_coded(targets) else None
+        inner = kfold_splits(k, n=len(rest), targets=codes, groups=part(groups), seed=seed)
+    else:
+        inner = [
+            make_split(kind, n=len(rest), targets=part(targets), groups=part(groups), **options)
+        ]
+    return [
+        _checked(
+            Split(
+                train=rest[s.train],
+                validation=rest[s.validation],
+                test=np.concatenate([rest[s.test], held_out]),
+                fold=s.fold,
+            ),
+            groups,
+        )
+        for s in inner
+    ]
+
+
+def _checked(split: Split, groups: np.ndarray | None) -> Split:
+    if groups is not None:
+        check_no_leakage(split, groups)
+    return split
+
+
+def _test_part(
+    n: int,
+    targets: np.ndarray | None,
+    groups: np.ndarray | None,
+    test: float,
+    test_groups: Sequence[str] | None,
+    seed: int,
+) -> np.ndarray:
+    """Indices of the records held out for testing before the other parts are split."""
+    if test_groups:
+        if groups is None:
+            raise RecipeError("split.test_groups needs a dataset with groups (subject ids)")
+        names = np.asarray(groups).astype(str)
+        unknown = sorted(set(test_groups) - set(names.tolist()))
+        if unknown:
+            raise DataError(
+                f"split.test_groups: no records of {', '.join(map(repr, unknown))}; groups are "
+                f"{', '.join(sorted(set(names.tolist())))}"
+            )
+        return np.flatnonzero(np.isin(names, list(test_groups)))
+    if test == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes = targets if _is_class_coded(targets) else None
+    if groups is not None:
+        return grouped_split(groups, test, seed=seed, targets=codes).validation
+    if codes is not None:
+        return stratified_split(codes, test, seed=seed).validation
+    return random_split(n, test, seed=seed).validation
 
 
 def _sizes(n: int, validation: float, test: float) -> tuple[int, int]:

@@ -11,7 +11,8 @@ kind            model output                targets
 ==============  ==========================  =====================================
 classification  ``(b, 1)`` binary logit,    ``(b,)`` int64 class codes
                 ``(b, n_classes)`` logits
-regression      ``(b, n_outputs)``          ``(b, n_outputs)`` float, NaN = masked
+regression      ``(b, n_outputs)``;         ``(b, n_outputs)`` float, NaN = masked
+                ``(b, n_bins)`` for bins
 detection       ``(b, time)`` per bin       ``(b, time)`` float, NaN = masked
 forecasting     ``(b, n_channels*horizon)`` ``(b, n_channels, horizon)``, NaN = masked
 ==============  ==========================  =====================================
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from physiodl.errors import DataError, RecipeError
 from physiodl.peak_matching import PeakMatching
+from physiodl.tracking import ValueBins
 
 MonitorMode = Literal["min", "max"]
 
@@ -97,10 +99,15 @@ class ClassificationTask(Task):
     Args:
         classes: class names; code ``k`` in the targets is ``classes[k]``.
         class_weights: optional loss weight per class (e.g. `transforms.balance.class_weights`).
+        class_priors: class frequencies predictions should assume when the model was trained
+            on balanced data (oversampling or class weights): `predict` re-weights its
+            probabilities from equal priors to these (Saerens et al., Neural Computation 2002),
+            so they are calibrated for data distributed like the training records.
     """
 
     classes: tuple[str, ...]
     class_weights: tuple[float, ...] | None = None
+    class_priors: tuple[float, ...] | None = None
 
     kind: ClassVar[str] = "classification"
     monitor: ClassVar[str] = "val_balanced_accuracy"
@@ -121,6 +128,14 @@ class ClassificationTask(Task):
                     f"{list(self.classes)}"
                 )
             object.__setattr__(self, "class_weights", weights)
+        if self.class_priors is not None:
+            priors = tuple(float(p) for p in self.class_priors)
+            if len(priors) != len(self.classes) or min(priors) <= 0:
+                raise RecipeError(
+                    f"class_priors {list(priors)} must hold one positive frequency per class "
+                    f"{list(self.classes)}"
+                )
+            object.__setattr__(self, "class_priors", priors)
 
     @property
     def n_classes(self) -> int:
@@ -163,8 +178,13 @@ class ClassificationTask(Task):
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         if self.out_size == 1:
             p = expit(outputs[:, 0].astype(np.float64))
-            return np.stack([1.0 - p, p], axis=1)
-        return softmax(outputs.astype(np.float64), axis=1)
+            proba = np.stack([1.0 - p, p], axis=1)
+        else:
+            proba = softmax(outputs.astype(np.float64), axis=1)
+        if self.class_priors is None:
+            return proba
+        weighted = proba * np.asarray(self.class_priors)
+        return weighted / weighted.sum(axis=1, keepdims=True)
 
     def predicted_codes(self, outputs: Tensor) -> Tensor:
         """Predicted class codes of raw outputs (threshold 0 on the binary logit)."""
@@ -179,26 +199,62 @@ class ClassificationTask(Task):
 
 @dataclass(frozen=True)
 class RegressionTask(Task):
-    """One or more values per example; ``criterion`` is ``mse``, ``l1`` or ``huber``."""
+    """One or more values per example.
+
+    ``criterion`` ``mse``, ``l1`` or ``huber``: the model outputs the values themselves.
+    ``criterion = "bins"``: the model outputs one logit per bin of the grid ``bin_low,
+    bin_low + bin_width, ..., bin_high`` (one value per example) and is trained with
+    cross-entropy against a Gaussian of width ``bin_sigma`` around the true value (see
+    `physiodl.tracking`). ``max_jump`` (bins only) tracks the value across the windows of a
+    recording: the decoded values of consecutive windows differ by at most ``max_jump``.
+    """
 
     n_outputs: int = 1
-    criterion: Literal["mse", "l1", "huber"] = "mse"
+    criterion: Literal["mse", "l1", "huber", "bins"] = "mse"
     huber_delta: float = 1.0
+    bin_low: float = 30.0
+    bin_high: float = 230.0
+    bin_width: float = 1.0
+    bin_sigma: float = 2.0
+    max_jump: float | None = None
 
     kind: ClassVar[str] = "regression"
     monitor: ClassVar[str] = "val_mae"
     monitor_mode: ClassVar[MonitorMode] = "min"
 
     def __post_init__(self) -> None:
-        _check_option("criterion", self.criterion, ("mse", "l1", "huber"))
+        _check_option("criterion", self.criterion, ("mse", "l1", "huber", "bins"))
         if self.n_outputs < 1:
             raise RecipeError(f"regression n_outputs must be >= 1, got {self.n_outputs}")
+        bad_bins = self.criterion == "bins" and (
+            self.bins.count < 2 or self.n_outputs != 1 or self.bin_sigma <= 0
+        )
+        if bad_bins:
+            raise RecipeError(
+                f"criterion 'bins' predicts one value (n_outputs = 1, got {self.n_outputs}) "
+                f"over at least 2 bins with bin_sigma > 0 (got {self.bin_sigma})"
+            )
+        if self.max_jump is not None and (self.criterion != "bins" or self.max_jump < 0):
+            raise RecipeError(
+                f"max_jump = {self.max_jump} tracks binned outputs: it needs criterion = 'bins' "
+                "and a value >= 0"
+            )
+
+    @property
+    def bins(self) -> ValueBins:
+        return ValueBins(self.bin_low, self.bin_high, self.bin_width)
 
     @property
     def out_size(self) -> int:
-        return self.n_outputs
+        return self.bins.count if self.criterion == "bins" else self.n_outputs
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        if self.criterion == "bins":
+            values = targets.reshape(len(outputs))
+            known = ~torch.isnan(values)
+            soft = self.bins.soft_targets(torch.where(known, values, 0.0), self.bin_sigma)
+            per_example = -(soft * F.log_softmax(outputs, dim=1)).sum(dim=1)
+            return _masked_mean(per_example, known)
         targets = targets.reshape(outputs.shape)
         return _masked_loss(outputs, targets, self.criterion, huber_delta=self.huber_delta)
 
@@ -213,9 +269,22 @@ class RegressionTask(Task):
         return values
 
     def predict(self, outputs: np.ndarray) -> np.ndarray:
+        if self.criterion == "bins":
+            return self.bins.decode(outputs, None, causal=False)[:, None].astype(np.float32)
         return outputs
 
+    def decode(self, outputs: np.ndarray, *, causal: bool = False) -> np.ndarray:
+        """Values ``(windows,)`` of one recording's consecutive window outputs, tracked across
+        the windows when ``max_jump`` is set (``causal``: from past windows only)."""
+        if self.criterion == "bins":
+            return self.bins.decode(outputs, self.max_jump, causal=causal)
+        return np.asarray(outputs, dtype=np.float64)[:, 0]
+
     def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        if self.criterion == "bins":
+            centres = torch.as_tensor(self.bins.centres, dtype=outputs.dtype, device=outputs.device)
+            values = centres[outputs.argmax(dim=1)][:, None]
+            return {"mae": _masked_loss(values, targets.reshape(values.shape), "l1")}
         return {"mae": _masked_loss(outputs, targets.reshape(outputs.shape), "l1")}
 
 

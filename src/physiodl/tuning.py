@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -94,13 +95,12 @@ def run_study(config: RecipeConfig, options: TuneOptions) -> Path:
     metric, direction = tune.metric or default_metric(config)[0], tune.direction
     if tune.metric is None:
         direction = default_metric(config)[1]
-    study = optuna.create_study(
-        study_name=name,
+    study = _open_study(
+        name=name,
         storage=storage,
         direction=direction,
         sampler=_sampler(tune, config.seed),
         pruner=_pruner(tune),
-        load_if_exists=True,
     )
     study.set_user_attr("recipe", config.name)
     study.set_user_attr("metric", metric)
@@ -109,6 +109,27 @@ def run_study(config: RecipeConfig, options: TuneOptions) -> Path:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=trials, timeout=tune.timeout, catch=(RecipeError,))
     return write_study_summary(study, folder, storage)
+
+
+def _open_study(*, name: str, storage: str, **settings: Any) -> Any:
+    """Create the study or join it. Workers that start together race to create the storage's
+    tables and the study (optuna/optuna#820, #1092, #4621): SQLite waits up to a minute for a
+    lock, and a creation that lost the race is retried, then finds what the winner made."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+
+    def attempt() -> Any:
+        rdb = optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        return optuna.create_study(study_name=name, storage=rdb, load_if_exists=True, **settings)
+
+    for retry in range(4):
+        try:
+            return attempt()
+        except SQLAlchemyError:
+            time.sleep(0.2 + random.random() * (retry + 1))
+    return attempt()
 
 
 class _Objective:

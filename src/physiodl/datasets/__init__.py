@@ -8,7 +8,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from physiodl.datasets import cinc2017, peaks_npz, synthetic, synthetic_peaks
+from physiodl.datasets import (
+    cinc2017,
+    ieee_spc2015,
+    peaks_npz,
+    ppg_dalia,
+    synthetic,
+    synthetic_peaks,
+)
 from physiodl.errors import DataError, DownloadError, RecipeError
 from physiodl.io import paths
 from physiodl.io.cinc_format import LAYOUT as CINC_LAYOUT
@@ -93,6 +100,42 @@ DATASETS: dict[str, DatasetInfo] = {
         known_sha256={
             COURSE_SUBSET_SHA256: "the course subset (6,822 of 8,528 records)",
         },
+    ),
+    "ieee_spc2015": DatasetInfo(
+        name="ieee_spc2015",
+        title="IEEE Signal Processing Cup 2015: heart rate from wrist PPG + accelerometer",
+        task="regression",
+        load=ieee_spc2015.load,
+        default_path="ieee-spc2015",
+        layout=f"<data dir>/{ieee_spc2015.LAYOUT}",
+        citation=(
+            "Zhang Z, Pi Z, Liu B. TROIKA: A general framework for heart rate monitoring using "
+            "wrist-type photoplethysmographic signals during intensive physical exercise. IEEE "
+            "Trans Biomed Eng 2015;62(2):522-531. https://doi.org/10.1109/TBME.2014.2359372"
+        ),
+        license=(
+            "free for the Signal Processing Cup or academic research, citing the data "
+            "(Training_data/Readme)"
+        ),
+    ),
+    "ppg_dalia": DatasetInfo(
+        name="ppg_dalia",
+        title="PPG-DaLiA: heart rate from wrist PPG + accelerometer in daily-life activities",
+        task="regression",
+        load=ppg_dalia.load,
+        default_path="ppg_dalia",
+        remote_files=(RemoteFile(ppg_dalia.URL, "ppg+dalia.zip", None, None),),
+        layout=(
+            f"<data dir>/{ppg_dalia.LAYOUT}\nThe UCI download ({ppg_dalia.URL}) has no published "
+            "checksum: it is not verified. physiodl's loader is tested on generated files in "
+            "this format only (the real data was not available to its developers)."
+        ),
+        citation=(
+            "Reiss A, Indlekofer I, Schmidt P, Van Laerhoven K. Deep PPG: Large-Scale Heart Rate "
+            "Estimation with Convolutional Neural Networks. Sensors 2019;19(14):3079. "
+            "https://doi.org/10.3390/s19143079"
+        ),
+        license="Creative Commons Attribution 4.0 International (CC BY 4.0), as listed by UCI",
     ),
     "synthetic-ecg": DatasetInfo(
         name="synthetic-ecg",
@@ -275,10 +318,16 @@ def fetch_dataset(
     Returns the dataset path (``dest_dir / default_path``).
     """
     info = dataset_info(name)
-    if info.default_path is None or not info.remote_files:
+    if info.default_path is None:
         raise RecipeError(f"dataset {name!r} is generated in memory; there is nothing to fetch")
+    if not info.remote_files:
+        raise RecipeError(
+            f"dataset {name!r} has no download source known to physiodl; put its files in place "
+            f"by hand, in this layout:\n{info.layout}"
+        )
     root = paths.data_dir(dest_dir)
-    target = root / Path(info.default_path).parent
+    default = Path(info.default_path)
+    target = root / (default if default.suffix == "" else default.parent)  # a folder or a file
     for remote in info.remote_files:
         dest = target / remote.filename
         try:

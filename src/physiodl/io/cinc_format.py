@@ -29,7 +29,7 @@ from types import TracebackType
 
 import numpy as np
 
-from physiodl.errors import DataError
+from physiodl.errors import DataError, RecordError
 from physiodl.io.download import file_sha256
 
 LAYOUT = """\
@@ -45,14 +45,6 @@ _MAT_HEADER = struct.Struct("<5i")
 _MAT_DTYPES = {0: np.dtype("<f8"), 1: np.dtype("<f4"), 3: np.dtype("<i2")}
 _FORMAT_RE = re.compile(r"^(\d+)(?:x\d+)?(?::\d+)?(?:\+(\d+))?$")
 _GAIN_RE = re.compile(r"^(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?:\((-?\d+)\))?(?:/(\S+))?$")
-
-
-class RecordError(DataError):
-    """A fault in one record; ``reason`` is the short category used in ``meta["skipped"]``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,10 @@ import numpy as np
 from physiodl.errors import DataError
 from physiodl.io.cinc_format import decode_record, mat_file_name, parse_header
 
-FORMATS = "WFDB (.hea), CinC .mat (with its .hea, or a bare .mat with variable 'val'), .csv, .npy"
+FORMATS = (
+    "WFDB (.hea), CinC .mat (with its .hea, or a bare .mat with variable 'val'), IEEE SPC 2015 "
+    ".mat (variable 'sig'), .csv, .npy"
+)
 
 
 def read_recording(
@@ -27,7 +30,9 @@ def read_recording(
     - WFDB: the ``.hea`` file or the record path without suffix (read with ``wfdb``).
     - ``.mat`` with a ``.hea`` beside it: a CinC record (MATLAB v4, validated).
     - ``.mat`` alone: variable ``val`` ``(T,)`` or ``(C, T)``; integer values are taken as
-      CinC ADC units (1000 per mV), floats as physical units; ``fs`` is required.
+      CinC ADC units (1000 per mV), floats as physical units; ``fs`` is required. A variable
+      ``sig`` of 5 or 6 rows is an IEEE SPC 2015 recording (``[ECG,] PPG1, PPG2, ACCx, ACCy,
+      ACCz`` at 125 Hz).
     - ``.csv``: one column per channel with a header row of channel names (without one the
       channels are ``ch0``, ``ch1``, ...); ``fs`` is required.
     - ``.npy``: ``(T,)`` or ``(C, T)``; channels ``ch0``, ...; ``fs`` is required.
@@ -48,9 +53,10 @@ def read_recording(
             values, file_fs, names = _read_cinc(path.with_suffix(""))
         else:
             values, file_fs, names = _read_wfdb(path.with_suffix(""))
-    elif suffix in (".mat", ".csv", ".npy"):
-        reader = {".mat": _read_bare_mat, ".csv": _read_csv, ".npy": _read_npy}[suffix]
-        values, names = reader(path)
+    elif suffix == ".mat":
+        values, names, file_fs = _read_bare_mat(path)
+    elif suffix in (".csv", ".npy"):
+        values, names = (_read_csv if suffix == ".csv" else _read_npy)(path)
     else:
         raise DataError(f"{path}: unknown recording format {suffix!r}; supported: {FORMATS}")
 
@@ -95,13 +101,19 @@ def _read_wfdb(record: Path) -> tuple[np.ndarray, float, tuple[str, ...]]:
     return np.asarray(rec.p_signal, dtype=np.float32).T.copy(), float(rec.fs), names
 
 
-def _read_bare_mat(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+def _read_bare_mat(path: Path) -> tuple[np.ndarray, tuple[str, ...], float | None]:
+    """A ``val`` signal (no stored rate), or an IEEE SPC 2015 ``sig`` matrix (125 Hz)."""
     from scipy.io import loadmat
 
     try:
         variables = loadmat(str(path))
     except Exception as err:  # scipy raises ValueError, TypeError, ... for bad files
         raise DataError(f"{path}: not a readable MATLAB file ({err})") from None
+    if "val" not in variables and "sig" in variables:
+        from physiodl.datasets import ieee_spc2015
+
+        values, names = ieee_spc2015.read_signal_file(path)
+        return values, names, ieee_spc2015.FS
     if "val" not in variables:
         found = ", ".join(k for k in variables if not k.startswith("__")) or "none"
         raise DataError(f"{path}: no variable 'val' (found: {found}); save the signal as 'val'")
@@ -109,7 +121,7 @@ def _read_bare_mat(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     values = val.astype(np.float32)
     if val.dtype.kind in "iu":
         values /= 1000.0
-    return _as_channels_first(values, path)
+    return (*_as_channels_first(values, path), None)
 
 
 def _read_npy(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -11,18 +11,21 @@ from physiodl.report.detection import detection_sections
 from physiodl.report.html import Section
 from physiodl.report.rundir import RunData, read_run_dir
 from physiodl.report.sections import FigureStore
+from physiodl.report.traces import is_trace_run, trace_sections
 
 TaskSections = Callable[[RunData, FigureStore], list[Section]]
 
 
-def scores_table_sections(run: RunData, store: FigureStore) -> list[Section]:
-    """Record- and chunk-level metrics as a table (the regression report, for now)."""
+def regression_sections(run: RunData, store: FigureStore) -> list[Section]:
+    """Per-window traces (heart rate): `trace_sections`; else the metrics as a table."""
+    if is_trace_run(run):
+        return trace_sections(run, store)
     return [Section("scores", "Scores", sections.metrics_table(run))]
 
 
 TASK_SECTIONS: dict[str, TaskSections] = {
     "classification": classification_sections,
-    "regression": scores_table_sections,
+    "regression": regression_sections,
     "detection": detection_sections,
 }
 

@@ -117,14 +117,18 @@ def read_run_dir(run_dir: Path) -> RunData:
     comparison_path = optional("comparison.csv")
     histories: dict[str, dict[str, np.ndarray]] = {}
     predictions: dict[str, Predictions] = {}
-    for name in models:
-        if history_path := optional(f"models/{name}/history.csv"):
+    for name, entry in models.items():
+        if entry.get("trainable") is False:
+            pass  # nothing trained, no history
+        elif (fold0 := run_dir / "models" / name / "fold0" / "history.csv").is_file():
+            histories[name] = _read_history(fold0)  # cross-validation: the first fold's
+        elif history_path := optional(f"models/{name}/history.csv"):
             histories[name] = _read_history(history_path)
         if task != "classification":
             continue
         if predictions_path := optional(f"models/{name}/predictions.csv"):
             predictions[name] = classification_predictions(read_csv(predictions_path), classes)
-    examples_path = optional("examples.npz")
+    examples_path = optional("examples.npz") if task == "classification" else None
     metadata_path = optional("metadata.json")
     metadata = _read_json(metadata_path) if metadata_path else None
     if metadata_path and metadata:

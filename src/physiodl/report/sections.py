@@ -45,7 +45,8 @@ def title(run: RunData) -> str:
 
 def subtitle(run: RunData) -> str:
     meta = run.metadata or {}
-    parts = [f"{run.task} · {len(run.models)} models · run {run.path.name}"]
+    run_id = run.path.name.removeprefix(".").removesuffix(".partial")  # written before the move
+    parts = [f"{run.task} · {len(run.models)} models · run {run_id}"]
     if "started" in meta:
         parts.append(f"started {format_time(meta['started'])}")
     if "duration_s" in meta:
@@ -109,9 +110,12 @@ def comparison_section(run: RunData, store: FigureStore) -> Section:
 def learning_curves_section(run: RunData, store: FigureStore) -> Section:
     """Train and validation curves of every metric in each model's history."""
     body = []
-    lacking = [m for m in run.models if m not in run.histories]
+    untrained = [m for m in run.models if run.models[m].get("trainable") is False]
+    lacking = [m for m in run.models if m not in run.histories and m not in untrained]
     if lacking:
         body.append(html.notice(f"No history.csv for: {', '.join(lacking)}."))
+    if untrained:
+        body.append(html.notice(f"Not trained (no trainable parameters): {', '.join(untrained)}."))
     if run.histories:
         best = {m: run.models[m].get("best_epoch") for m in run.histories}
         fig = plots.learning_curves(run.histories, best, model_colours(run))
@@ -119,6 +123,8 @@ def learning_curves_section(run: RunData, store: FigureStore) -> Section:
             "Per epoch: training (dashed) and validation (solid); "
             "the dotted line marks the best epoch, whose checkpoint is evaluated."
         )
+        if any("folds" in run.models[m] for m in run.histories):
+            caption += " Cross-validated models: the first fold's curves."
         body.append(store.embed("learning_curves", fig, "learning curves per model", caption))
     return Section("curves", "Learning curves", "".join(body))
 
@@ -222,6 +228,10 @@ def format_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+#: list items shown in one line before the rest is left to metadata.json
+LISTED = 6
+
+
 def describe(value: object) -> str:
     """A metadata value as one line: mappings as ``key: value, ...``, ``None`` as ``—``."""
     if value is None:
@@ -229,6 +239,9 @@ def describe(value: object) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) or "none"
     if isinstance(value, list | tuple):
+        if len(value) > LISTED:  # e.g. excluded record ids: all of them are in metadata.json
+            shown = ", ".join(describe(v) for v in value[:LISTED])
+            return f"{len(value)} ({shown}, … all in metadata.json)"
         return ", ".join(describe(v) for v in value) or "none"
     return str(value)
 

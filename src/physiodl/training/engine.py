@@ -34,8 +34,9 @@ _OWN_TRAINER_ARGS = {
     "default_root_dir": "the run directory",
     "enable_checkpointing": "the run directory",
 }
-# Settings of a recipe's train table that belong to the DataModule, not to `fit`.
-_DATA_SETTINGS = {"batch_size", "num_workers"}
+# Settings of a recipe's train table that `fit` does not use: the DataModule's, and which
+# epoch's weights the pipeline keeps.
+_DATA_SETTINGS = {"batch_size", "num_workers", "augment", "keep", "rate_scale"}
 
 
 @dataclass(frozen=True)

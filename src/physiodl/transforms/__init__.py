@@ -1,6 +1,7 @@
 """Pure numpy/scipy transforms: each maps a `SignalSet` (or a numpy batch) to a new one."""
 
 from physiodl.transforms.augment import add_noise, amplitude_scale, time_shift
+from physiodl.transforms.channels import select_channels
 from physiodl.transforms.filters import bandpass, resample, resample_array
 from physiodl.transforms.normalise import Normaliser, fit_normaliser
 from physiodl.transforms.spectral import spectrogram, spectrogram_frequencies
@@ -13,6 +14,7 @@ __all__ = [
     "fit_normaliser",
     "resample",
     "resample_array",
+    "select_channels",
     "spectrogram",
     "spectrogram_frequencies",
     "time_shift",

@@ -5,9 +5,42 @@ Random chunks (the seed's augmentation) live in `physiodl.transforms.windows`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from physiodl.errors import RecipeError
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentations applied to each batch, in this order.
+
+    ``scale``: amplitude factors from ``[1 - scale, 1 + scale]``; ``flip``: invert the sign of
+    half of the examples (ECG leads are often recorded the wrong way round); ``noise``: Gaussian
+    noise of ``noise`` times each example's standard deviation. Zero / false turns one off.
+    """
+
+    scale: float = 0.0
+    flip: bool = False
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.scale < 1:
+            raise RecipeError(f"augment.scale = {self.scale} must lie in [0, 1)")
+
+    @property
+    def active(self) -> bool:
+        return self.scale > 0 or self.flip or self.noise > 0
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.scale > 0:
+            x = amplitude_scale(x, rng, 1 - self.scale, 1 + self.scale)
+        if self.flip:
+            x = sign_flip(x, rng)
+        if self.noise > 0:
+            x = add_noise(x, rng, self.noise)
+        return x
 
 
 def amplitude_scale(
@@ -19,6 +52,13 @@ def amplitude_scale(
     x = _batch(x)
     factors = rng.uniform(low, high, size=(x.shape[0], 1, 1))
     return (x * factors).astype(np.float32)
+
+
+def sign_flip(x: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    """Multiply each example by -1 with probability ``p``."""
+    x = _batch(x)
+    signs = np.where(rng.random(x.shape[0]) < p, -1.0, 1.0).astype(np.float32)
+    return (x * signs[:, None, None]).astype(np.float32)
 
 
 def add_noise(x: np.ndarray, rng: np.random.Generator, relative_std: float = 0.05) -> np.ndarray:
