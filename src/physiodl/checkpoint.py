@@ -55,11 +55,7 @@ class TrainedModel:
         """Record-level predictions for raw recordings (any length, resampled as needed)."""
         chunks = self.features.config.chunks
         return predict_records(
-            self.model,
-            self.task,
-            self.features(recordings),
-            length=chunks.length,
-            stride=chunks.eval_stride,
+            self.model, self.task, self.features(recordings), **chunks.evaluation()
         )
 
 

@@ -137,11 +137,7 @@ def evaluate(args: argparse.Namespace) -> int:
     else:
         chunks = trained.features.config.chunks
         levels = evaluate_model(
-            trained.model,
-            trained.task,
-            trained.features(raw),
-            length=chunks.length,
-            stride=chunks.eval_stride,
+            trained.model, trained.task, trained.features(raw), **chunks.evaluation()
         ).levels()
     report = {
         "checkpoint": str(args.checkpoint),
@@ -270,11 +266,7 @@ def _predict_events(trained: Any, args: argparse.Namespace) -> int:
         ids = [f"{path.stem}:{i}" for i in range(len(X))]
         events = events_signalset(X, None, ids, meta={"source": str(path)})
         scores = predict_records(
-            trained.model,
-            trained.task,
-            trained.features(events),
-            length=chunks.length,
-            stride=chunks.eval_stride,
+            trained.model, trained.task, trained.features(events), **chunks.evaluation()
         )
         for event, row in enumerate(event_peak_rows(trained.task, ids, None, list(scores))):
             n_peaks = len(row["peaks"].split())

@@ -157,9 +157,11 @@ def evaluate(
     *,
     length: int | None,
     stride: int | None = None,
+    whole_records: bool = False,
     batch_size: int = 512,
 ) -> Evaluation:
-    """Score ``model`` on normalised features ``data`` with known targets."""
+    """Score ``model`` on normalised features ``data`` with known targets: per window, and per
+    record from its windows' mean output (``whole_records``: from one pass over the record)."""
     windows = evaluation_windows(data.lengths, length, stride)
     if task.per_bin:
         outputs = record_bin_outputs(model, data.signals, windows, batch_size)
@@ -170,7 +172,10 @@ def evaluate(
     window_targets = targets[windows.owner[regular]]
     window_predictions = task.predict(outputs[regular])
     window_scores = score(task, window_targets, window_predictions, with_calibration=False)
-    record_outputs = task.aggregate(outputs, windows.owner, len(data))
+    if whole_records:
+        record_outputs = _whole_record_outputs(model, task, data, batch_size)
+    else:
+        record_outputs = task.aggregate(outputs, windows.owner, len(data))
     record_predictions = task.predict(record_outputs)
     return Evaluation(
         window_metrics=window_scores,
@@ -237,16 +242,27 @@ def predict_records(
     *,
     length: int | None,
     stride: int | None = None,
+    whole_records: bool = False,
     batch_size: int = 512,
 ) -> np.ndarray | list[np.ndarray]:
-    """Record-level predictions (probabilities for classification) for unlabelled records;
-    per-bin tasks give one ``(time,)`` array per record."""
+    """Record-level predictions (probabilities for classification) for unlabelled records, as
+    `evaluate` makes them; per-bin tasks give one ``(time,)`` array per record."""
     windows = evaluation_windows(data.lengths, length, stride)
     if task.per_bin:
         outputs = record_bin_outputs(model, data.signals, windows, batch_size)
         return [task.predict(o) for o in outputs]
+    if whole_records:
+        return task.predict(_whole_record_outputs(model, task, data, batch_size))
     outputs = window_outputs(model, data.signals, windows, batch_size)
     return task.predict(task.aggregate(outputs, windows.owner, len(data)))
+
+
+def _whole_record_outputs(
+    model: nn.Module, task: Task, data: SignalSet, batch_size: int
+) -> np.ndarray:
+    whole = evaluation_windows(data.lengths, None, None)
+    outputs = window_outputs(model, data.signals, whole, batch_size)
+    return task.aggregate(outputs, whole.owner, len(data))
 
 
 def score(

@@ -246,7 +246,7 @@ def _evaluate(model: nn.Module, task: Task, data: SignalSet, chunks: ChunkConfig
     `physiodl.evaluation.evaluate` (windows and whole records)."""
     if TargetWindows.of(data) is not None and chunks.length is not None:
         return evaluate_traces(model, task, data, length=chunks.length)
-    return evaluate(model, task, data, length=chunks.length, stride=chunks.eval_stride)
+    return evaluate(model, task, data, **chunks.evaluation())
 
 
 def _pooled(parts: list[PartEvaluation], task: Task) -> PartEvaluation:

@@ -77,20 +77,28 @@ class ChunkConfig(_Strict):
     """Windows the model sees: ``length`` time steps of the (feature) signal.
 
     ``random = true`` draws a fresh random window per training record every epoch (the seed's
-    random-chunk augmentation); otherwise all non-overlapping windows are used. Evaluation always
-    slides windows of the same length with ``eval_stride`` (default: the length) over each record.
+    random-chunk augmentation); otherwise all non-overlapping windows are used. Evaluation slides
+    windows of the same length with ``eval_stride`` (default: the length) over each record and
+    averages their outputs per record; ``eval_whole = true`` instead gives each record's score
+    from one pass over the whole record (for models that pool over time, e.g. `ResNet1d`), while
+    the chunk-level scores still come from the windows.
     """
 
     length: int | None = Field(40, ge=1)
     random: bool = False
     stride: int | None = Field(None, ge=1)
     eval_stride: int | None = Field(None, ge=1)
+    eval_whole: bool = False
 
     @field_validator("length", mode="before")
     @classmethod
     def _false_means_whole(cls, value: Any) -> Any:
         """TOML has no null: ``length = false`` means whole records."""
         return None if value is False else value
+
+    def evaluation(self) -> dict[str, Any]:
+        """Keyword arguments of `physiodl.evaluation.evaluate` and `predict_records`."""
+        return {"length": self.length, "stride": self.eval_stride, "whole_records": self.eval_whole}
 
 
 class FeaturesConfig(_Strict):
