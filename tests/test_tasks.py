@@ -230,3 +230,16 @@ def test_class_priors_reweight_balanced_probabilities() -> None:
     assert task_from_dict(natural.to_dict()) == natural
     with pytest.raises(RecipeError, match="class_priors"):
         ClassificationTask(("N", "A"), class_priors=(1.0,))
+
+
+def test_regression_learns_scaled_targets_and_reports_in_their_unit() -> None:
+    task = RegressionTask(target_shift=100.0, target_scale=20.0)
+    targets = torch.tensor([[120.0], [80.0], [float("nan")]])
+    outputs = torch.tensor([[1.0], [-1.0], [5.0]])  # exactly (target - 100) / 20
+    assert task.loss(outputs, targets).item() == pytest.approx(0.0)
+    assert task.batch_metrics(outputs + 0.5, targets)["mae"].item() == pytest.approx(10.0)
+    np.testing.assert_allclose(task.predict(np.array([[1.0], [0.0]])), [[120.0], [100.0]])
+    np.testing.assert_allclose(task.decode(np.array([[-0.5]])), [90.0])
+    assert task_from_dict(json.loads(json.dumps(task.to_dict()))) == task
+    with pytest.raises(RecipeError, match="target_scale must be > 0"):
+        RegressionTask(target_scale=0.0)

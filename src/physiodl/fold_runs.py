@@ -330,6 +330,9 @@ def _task(
     config: RecipeConfig, model_cfg: ModelConfig, raw: SignalSet, train: SignalSet, balance: str
 ) -> Task:
     options = config.model_task_options(model_cfg)
+    point = options.get("criterion", "mse") != "bins"
+    if config.task == "regression" and point and options.get("scale_targets", True):
+        options |= _target_scaling(train)
     if config.task != "classification":
         return make_task(config.task, **options)
     codes = np.asarray(train.targets)
@@ -339,6 +342,18 @@ def _task(
     if balance != "none" and config.evaluation.class_priors == "training":
         options["class_priors"] = (np.bincount(codes, minlength=n_classes) / len(codes)).tolist()
     return make_task("classification", classes=raw.classes, **options)
+
+
+def _target_scaling(train: SignalSet) -> dict[str, float]:
+    """Mean and standard deviation of the training targets (NaN left out; scale 1 if flat)."""
+    if train.targets is None or not len(train.targets):
+        return {}
+    values = np.concatenate([np.ravel(np.asarray(t, dtype=np.float64)) for t in train.targets])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {}
+    scale = float(values.std())
+    return {"target_shift": float(values.mean()), "target_scale": scale if scale > 0 else 1.0}
 
 
 def _target_stride(train: SignalSet, chunks: ChunkConfig) -> int | None:

@@ -207,6 +207,11 @@ class RegressionTask(Task):
     cross-entropy against a Gaussian of width ``bin_sigma`` around the true value (see
     `physiodl.tracking`). ``max_jump`` (bins only) tracks the value across the windows of a
     recording: the decoded values of consecutive windows differ by at most ``max_jump``.
+
+    Point criteria learn ``(value - target_shift) / target_scale`` and map outputs back, so a
+    model starts near the right range whatever the unit (heart rate: ~100 bpm); with
+    ``scale_targets`` (default) the pipeline sets the two to the training targets' mean and
+    standard deviation. Logged and reported errors are in the targets' own unit.
     """
 
     n_outputs: int = 1
@@ -217,6 +222,9 @@ class RegressionTask(Task):
     bin_width: float = 1.0
     bin_sigma: float = 2.0
     max_jump: float | None = None
+    scale_targets: bool = True
+    target_shift: float = 0.0
+    target_scale: float = 1.0
 
     kind: ClassVar[str] = "regression"
     monitor: ClassVar[str] = "val_mae"
@@ -234,6 +242,8 @@ class RegressionTask(Task):
                 f"criterion 'bins' predicts one value (n_outputs = 1, got {self.n_outputs}) "
                 f"over at least 2 bins with bin_sigma > 0 (got {self.bin_sigma})"
             )
+        if not self.target_scale > 0:
+            raise RecipeError(f"regression target_scale must be > 0, got {self.target_scale}")
         if self.max_jump is not None and (self.criterion != "bins" or self.max_jump < 0):
             raise RecipeError(
                 f"max_jump = {self.max_jump} tracks binned outputs: it needs criterion = 'bins' "
@@ -255,8 +265,12 @@ class RegressionTask(Task):
             soft = self.bins.soft_targets(torch.where(known, values, 0.0), self.bin_sigma)
             per_example = -(soft * F.log_softmax(outputs, dim=1)).sum(dim=1)
             return _masked_mean(per_example, known)
-        targets = targets.reshape(outputs.shape)
+        targets = (targets.reshape(outputs.shape) - self.target_shift) / self.target_scale
         return _masked_loss(outputs, targets, self.criterion, huber_delta=self.huber_delta)
+
+    def values(self, outputs: Tensor) -> Tensor:
+        """Point outputs in the targets' unit."""
+        return outputs * self.target_scale + self.target_shift
 
     def encode_targets(self, targets: np.ndarray) -> np.ndarray:
         values = np.asarray(targets, dtype=np.float32)
@@ -271,21 +285,22 @@ class RegressionTask(Task):
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         if self.criterion == "bins":
             return self.bins.decode(outputs, None, causal=False)[:, None].astype(np.float32)
-        return outputs
+        return (outputs * self.target_scale + self.target_shift).astype(np.float32)
 
     def decode(self, outputs: np.ndarray, *, causal: bool = False) -> np.ndarray:
         """Values ``(windows,)`` of one recording's consecutive window outputs, tracked across
         the windows when ``max_jump`` is set (``causal``: from past windows only)."""
         if self.criterion == "bins":
             return self.bins.decode(outputs, self.max_jump, causal=causal)
-        return np.asarray(outputs, dtype=np.float64)[:, 0]
+        return np.asarray(outputs, dtype=np.float64)[:, 0] * self.target_scale + self.target_shift
 
     def batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         if self.criterion == "bins":
             centres = torch.as_tensor(self.bins.centres, dtype=outputs.dtype, device=outputs.device)
             values = centres[outputs.argmax(dim=1)][:, None]
             return {"mae": _masked_loss(values, targets.reshape(values.shape), "l1")}
-        return {"mae": _masked_loss(outputs, targets.reshape(outputs.shape), "l1")}
+        values = self.values(outputs)
+        return {"mae": _masked_loss(values, targets.reshape(values.shape), "l1")}
 
 
 @dataclass(frozen=True)
