@@ -260,7 +260,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
         )
     interrupted.send_signal(signal.SIGINT)  # Ctrl-C during the second model's training
     output = interrupted.communicate(timeout=300)[0]
-    assert interrupted.returncode == 130, output
+    assert interrupted.returncode == 130, (interrupted.returncode, output)
     assert "--resume" in output
     resumed = _cli(["run", str(recipe), "--runs-dir", "resumed", "--resume"], tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
