@@ -66,12 +66,14 @@ def _level_columns(result: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return row
 
 
-def write_comparison(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV: every key of any row is a column (in first-seen order), blank where a row
+    lacks it; floats with 6 significant digits."""
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _fmt(v) for k, v in row.items()})

@@ -31,9 +31,9 @@ from physiodl.outputs import (
     comparison_rows,
     read_record_probabilities,
     run_metadata,
-    write_comparison,
     write_examples,
     write_predictions,
+    write_table,
 )
 from physiodl.recipes import EnsembleConfig, ModelConfig, RecipeConfig, recipe_to_toml
 from physiodl.report import write_report
@@ -284,7 +284,7 @@ def _write_summary(
         "models": results,
     }
     write_json(run.path / "metrics.json", metrics)
-    write_comparison(run.path / "comparison.csv", comparison_rows(results))
+    write_table(run.path / "comparison.csv", comparison_rows(results))
     write_examples(
         run.path / "examples.npz",
         data.raw,

@@ -14,7 +14,6 @@ way is resumed.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
@@ -22,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from physiodl.outputs import write_table
 from physiodl.pipeline import RunOptions, run_recipe
 from physiodl.recipes import RecipeConfig, recipe_to_toml, sweep_point
 from physiodl.rundir import PARTIAL_SUFFIX, open_run_directory, write_json
@@ -66,7 +66,7 @@ def run_sweep(config: RecipeConfig, options: RunOptions) -> Path:
         "rows": rows,
     }
     write_json(run.path / "sweep.json", summary)
-    _write_csv(run.path / "sweep.csv", rows)
+    write_table(run.path / "sweep.csv", rows)
     from physiodl.report.sweep import write_sweep_report
 
     write_sweep_report(run.path, summary)
@@ -90,13 +90,3 @@ def _finished(folder: Path) -> Path | None:
     runs = sorted(p for p in folder.glob("*") if p.is_dir() and not p.name.startswith("."))
     runs = [p for p in runs if (p / "metrics.json").is_file()]
     return runs[-1] if runs else None
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)

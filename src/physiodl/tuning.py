@@ -26,6 +26,7 @@ import lightning.pytorch as pl
 
 from physiodl.errors import RecipeError
 from physiodl.models.registry import model_hparams
+from physiodl.outputs import write_table
 from physiodl.pipeline import RunOptions, run_recipe
 from physiodl.recipes import ParameterRange, RecipeConfig, TuneConfig, override_recipe
 from physiodl.tasks import TASKS, check_task_options
@@ -199,7 +200,7 @@ def write_study_summary(study: Any, folder: Path, storage: str) -> Path:
 
     summary = study_summary(study, storage)
     (folder / "study.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    _write_trials_csv(folder / "trials.csv", summary["trials"])
+    write_table(folder / "trials.csv", summary["trials"])
     return write_tuning_report(folder, summary)
 
 
@@ -245,18 +246,6 @@ def _trial_row(trial: Any) -> dict[str, Any]:
         "worker": trial.user_attrs.get("worker"),
         "seconds": trial.user_attrs.get("seconds"),
     }
-
-
-def _write_trials_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import csv
-
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _lookup(result: dict[str, Any], metric: str) -> float:
