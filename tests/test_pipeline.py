@@ -235,8 +235,20 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "physiodl.cli", *args]
     return subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # a shell's Ctrl-C handling, whatever the test process does with SIGINT (pytest-xdist
+        # workers may ignore it, and an ignored signal stays ignored in children)
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 SLOW_BODY = SPECTROGRAM_MODELS.replace("max_epochs = 2", "max_epochs = 5")
