@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 
 from physiodl.errors import DataError
+from physiodl.fold_runs import _task
+from physiodl.recipes import recipe_from_dict
+from physiodl.signalset import SignalSet
+from physiodl.tasks import ClassificationTask
 from physiodl.transforms.balance import class_weights, oversample_indices
 
 
@@ -39,6 +43,13 @@ def test_class_weights_are_inverse_frequency_with_mean_one() -> None:
     np.testing.assert_allclose(weights * counts, (weights * counts)[0])
 
 
+def test_square_root_class_weights_balance_halfway() -> None:
+    counts = np.array([64, 16, 4])
+    weights = class_weights(np.repeat(np.arange(3), counts), 3, power=0.5)
+    assert weights.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(weights / weights[0], [1.0, 2.0, 4.0])
+
+
 def test_class_weights_name_empty_classes_and_bad_targets() -> None:
     with pytest.raises(DataError, match=r"class codes \[1\] have no training examples"):
         class_weights(np.array([0, 0, 2]), 3)
@@ -46,3 +57,45 @@ def test_class_weights_name_empty_classes_and_bad_targets() -> None:
         oversample_indices(np.array([0.5, 1.0]), np.random.default_rng(0))
     with pytest.raises(DataError, match=r"outside 0\.\.1"):
         class_weights(np.array([0, 1, 2]), 2)
+
+
+@pytest.mark.parametrize(
+    ("balance", "weights", "priors"),
+    [
+        ("oversample", None, [0.8, 0.2]),
+        ("class_weights", [0.4, 1.6], [0.8, 0.2]),
+        # the loss saw N as 0.8 / sqrt(0.8) and A as 0.2 / sqrt(0.2): A is half as rare as it is
+        ("sqrt_class_weights", [2 / 3, 4 / 3], [2 / 3, 1 / 3]),
+        ("none", None, None),
+    ],
+)
+def test_each_balance_mode_sets_loss_weights_and_the_prior_correction(
+    balance: str, weights: list[float] | None, priors: list[float] | None
+) -> None:
+    config = recipe_from_dict(
+        {
+            "name": "balance",
+            "data": {"dataset": "synthetic", "classes": ["N", "A"]},
+            "features": {"balance": balance},
+            "models": [{"name": "m", "arch": "MeanSpectrumNet"}],
+        }
+    )
+    targets = np.array([0] * 8 + [1] * 2)
+    train = SignalSet(
+        signals=[np.zeros((1, 4), np.float32)] * 10,
+        fs=1.0,
+        channels=("x",),
+        ids=tuple(str(i) for i in range(10)),
+        targets=targets,
+        classes=("N", "A"),
+    )
+    task = _task(config, config.models[0], train, train, balance)
+    assert isinstance(task, ClassificationTask)
+    if weights is None:
+        assert task.class_weights is None
+    else:
+        np.testing.assert_allclose(task.class_weights, weights)
+    if priors is None:
+        assert task.class_priors is None
+    else:
+        np.testing.assert_allclose(task.class_priors, priors)

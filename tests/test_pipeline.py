@@ -231,6 +231,43 @@ def test_failed_run_leaves_earlier_runs_untouched(tmp_path: Path) -> None:
     assert len(partial) == 1 and (partial[0] / "models" / "torch-lstm" / "result.json").is_file()
 
 
+SEEDED_MODELS = """
+[features]
+spectrogram = { nperseg = 32, noverlap = 4 }
+chunks = { length = 40 }
+
+[train]
+max_epochs = 1
+
+[[models]]
+name = "recipe-seed"
+arch = "ConvNet"
+
+[[models]]
+name = "own-seed"
+arch = "ConvNet"
+seed = 99
+
+[[models]]
+name = "same-seed"
+arch = "ConvNet"
+seed = 7
+"""
+
+
+def test_a_model_seed_replaces_the_recipe_seed(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, SYNTHETIC, SEEDED_MODELS)  # the recipe's seed is 7
+    assert run_cli("run", recipe, "--runs-dir", tmp_path / "runs") == 0
+    models = only_run(tmp_path / "runs", "e2e") / "models"
+
+    def weights(name: str) -> torch.Tensor:
+        trained = load_checkpoint(models / name / "best.ckpt")
+        return torch.cat([p.flatten() for p in trained.model.parameters()])
+
+    assert torch.equal(weights("recipe-seed"), weights("same-seed"))
+    assert not torch.allclose(weights("recipe-seed"), weights("own-seed"))
+
+
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "physiodl.cli", *args]

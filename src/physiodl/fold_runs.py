@@ -186,7 +186,8 @@ def _train_fold(
     task = _task(config, model_cfg, raw, train_set, features_cfg.balance)
     chunks = features_cfg.chunks
     target_stride = _target_stride(train_set, chunks)
-    torch.manual_seed(config.seed)  # the same initial weights, whatever ran before
+    seed = config.model_seed(model_cfg)
+    torch.manual_seed(seed)  # the same initial weights, whatever ran before
     model = _build(model_cfg, task, train_set.n_channels, chunks.length, train_set.fs)
     summary: dict[str, Any] = {
         "fold": split.fold,
@@ -206,7 +207,7 @@ def _train_fold(
             balance=features_cfg.balance,
             batch_size=train_cfg.batch_size,
             num_workers=train_cfg.num_workers,
-            seed=config.seed,
+            seed=seed,
             augmentation=Augmentation(**train_cfg.augment.model_dump()),
             target_stride=target_stride,
             rate_scale=train_cfg.rate_scale,
@@ -218,7 +219,7 @@ def _train_fold(
             out_dir=out_dir,
             tensorboard_dir=tensorboard_dir,
             train_cfg=train_cfg,
-            seed=config.seed,
+            seed=seed,
             resume=resume,
             callbacks=callbacks,
         )
@@ -326,6 +327,10 @@ def _summary(
     return summary
 
 
+#: loss-weight balance modes and the power of the inverse class frequency each weights by
+_WEIGHT_POWER = {"class_weights": 1.0, "sqrt_class_weights": 0.5}
+
+
 def _task(
     config: RecipeConfig, model_cfg: ModelConfig, raw: SignalSet, train: SignalSet, balance: str
 ) -> Task:
@@ -337,10 +342,15 @@ def _task(
         return make_task(config.task, **options)
     codes = np.asarray(train.targets)
     n_classes = len(raw.classes or ())
-    if balance == "class_weights":
-        options["class_weights"] = class_weights(codes, n_classes).tolist()
+    frequencies = np.bincount(codes, minlength=n_classes) / len(codes)
+    loss_weights = np.ones(n_classes)
+    if balance in _WEIGHT_POWER:
+        loss_weights = class_weights(codes, n_classes, power=_WEIGHT_POWER[balance])
+        options["class_weights"] = loss_weights.tolist()
     if balance != "none" and config.evaluation.class_priors == "training":
-        options["class_priors"] = (np.bincount(codes, minlength=n_classes) / len(codes)).tolist()
+        # the model learnt classes as frequent as frequency x weight (balanced by oversampling)
+        learnt = frequencies * loss_weights if balance in _WEIGHT_POWER else 1.0
+        options["class_priors"] = (frequencies / learnt / np.sum(frequencies / learnt)).tolist()
     return make_task("classification", classes=raw.classes, **options)
 
 

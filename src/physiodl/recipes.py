@@ -113,7 +113,7 @@ class FeaturesConfig(_Strict):
     spectrogram: SpectrogramConfig | None = None
     normalise: Literal["per_frequency", "per_channel", "global", "none"] = "per_channel"
     chunks: ChunkConfig = ChunkConfig()
-    balance: Literal["oversample", "class_weights", "none"] = "oversample"
+    balance: Literal["oversample", "class_weights", "sqrt_class_weights", "none"] = "oversample"
 
     @field_validator("channels", "resample", "spectrogram", "bandpass", mode="before")
     @classmethod
@@ -173,10 +173,13 @@ class ModelConfig(_Strict):
 
     ``task_options`` holds options of the recipe's task kind for this model (e.g. a regression
     ``criterion``); a model without trainable parameters is evaluated without training.
+    ``seed`` replaces the recipe's seed for this model (e.g. ensemble members that differ only
+    in their initial weights and batch order).
     """
 
     name: ModelName
     arch: str
+    seed: int | None = None
     hparams: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
@@ -187,7 +190,7 @@ class EvaluationConfig(_Strict):
     """How trained models are scored and what their probabilities mean.
 
     ``class_priors``: after balanced training (oversampling or class weights), ``training``
-    re-weights predicted probabilities to the class frequencies of the training records (calibrated
+    re-weights predicted probabilities to the class balance of the training records (calibrated
     for data like them; best for accuracy and F1 on natural data), ``balanced`` keeps them as
     trained (as if every class were equally likely; best for balanced accuracy).
     """
@@ -322,6 +325,10 @@ class RecipeConfig(_Strict):
         """The training setup of one model: the recipe's, updated by the model's overrides."""
         merged = _deep_merge(self.train.model_dump(), model.train)
         return _validate(TrainConfig, merged, f"models.{model.name}.train")
+
+    def model_seed(self, model: ModelConfig) -> int:
+        """The seed of one model: its own, else the recipe's."""
+        return self.seed if model.seed is None else model.seed
 
     def model_features(self, model: ModelConfig) -> FeaturesConfig:
         """The features of one model: the recipe's, updated by the model's overrides."""

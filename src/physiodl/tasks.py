@@ -99,10 +99,11 @@ class ClassificationTask(Task):
     Args:
         classes: class names; code ``k`` in the targets is ``classes[k]``.
         class_weights: optional loss weight per class (e.g. `transforms.balance.class_weights`).
-        class_priors: class frequencies predictions should assume when the model was trained
-            on balanced data (oversampling or class weights): `predict` re-weights its
-            probabilities from equal priors to these (Saerens et al., Neural Computation 2002),
-            so they are calibrated for data distributed like the training records.
+        class_priors: how much more frequent each class is in the data predictions are for
+            than in the balance the model learnt: `predict` multiplies its probabilities by
+            them and renormalises (Saerens et al., Neural Computation 2002). After fully
+            balanced training (oversampling, inverse-frequency weights) these are the training
+            class frequencies; after square-root weights, their square roots.
     """
 
     classes: tuple[str, ...]

@@ -27,7 +27,7 @@ from physiodl.transforms.balance import oversample_indices
 from physiodl.transforms.windows import PackedSignals, chunk_index, random_starts
 from physiodl.window_targets import trace_windows
 
-Balance = Literal["oversample", "class_weights", "none"]
+Balance = Literal["oversample", "class_weights", "sqrt_class_weights", "none"]
 BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
 
 

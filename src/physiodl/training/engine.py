@@ -217,12 +217,12 @@ def _next_epoch(checkpoint: Path) -> int:
 
 
 def _check_balance(task: Task, datamodule: ChunkDataModule) -> None:
-    """``balance = 'class_weights'`` samples naturally; the weights must be in the loss."""
-    if datamodule.balance == "class_weights" and (
+    """Class-weight balancing samples naturally; the weights must be in the loss."""
+    if datamodule.balance in ("class_weights", "sqrt_class_weights") and (
         not isinstance(task, ClassificationTask) or task.class_weights is None
     ):
         raise RecipeError(
-            "balance = 'class_weights' needs a classification task with class_weights "
+            f"balance = {datamodule.balance!r} needs a classification task with class_weights "
             "(physiodl.transforms.balance.class_weights of the training targets)"
         )
 
