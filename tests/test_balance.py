@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from physiodl.errors import DataError
+from physiodl.errors import DataError, RecipeError
 from physiodl.fold_runs import _task
 from physiodl.recipes import recipe_from_dict
 from physiodl.signalset import SignalSet
@@ -99,3 +99,36 @@ def test_each_balance_mode_sets_loss_weights_and_the_prior_correction(
         assert task.class_priors is None
     else:
         np.testing.assert_allclose(task.class_priors, priors)
+
+
+def test_a_model_can_keep_its_balanced_probabilities() -> None:
+    config = recipe_from_dict(
+        {
+            "name": "priors",
+            "data": {"dataset": "synthetic", "classes": ["N", "A"]},
+            "models": [
+                {"name": "calibrated", "arch": "ConvNet"},
+                {"name": "balanced", "arch": "ConvNet", "evaluation": {"class_priors": "balanced"}},
+            ],
+        }
+    )
+    train = SignalSet(
+        signals=[np.zeros((1, 4), np.float32)] * 4,
+        fs=1.0,
+        channels=("x",),
+        ids=("a", "b", "c", "d"),
+        targets=np.array([0, 0, 0, 1]),
+        classes=("N", "A"),
+    )
+    calibrated, balanced = (_task(config, m, train, train, "oversample") for m in config.models)
+    assert isinstance(calibrated, ClassificationTask) and isinstance(balanced, ClassificationTask)
+    np.testing.assert_allclose(calibrated.class_priors, [0.75, 0.25])
+    assert balanced.class_priors is None
+    with pytest.raises(RecipeError, match=r"models\.balanced\.evaluation"):
+        recipe_from_dict(
+            {
+                "name": "priors",
+                "data": {"dataset": "synthetic", "classes": ["N", "A"]},
+                "models": [{"name": "balanced", "arch": "ConvNet", "evaluation": {"priors": 1}}],
+            }
+        )

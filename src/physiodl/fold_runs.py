@@ -347,7 +347,7 @@ def _task(
     if balance in _WEIGHT_POWER:
         loss_weights = class_weights(codes, n_classes, power=_WEIGHT_POWER[balance])
         options["class_weights"] = loss_weights.tolist()
-    if balance != "none" and config.evaluation.class_priors == "training":
+    if balance != "none" and config.model_evaluation(model_cfg).class_priors == "training":
         # the model learnt classes as frequent as frequency x weight (balanced by oversampling)
         learnt = frequencies * loss_weights if balance in _WEIGHT_POWER else 1.0
         options["class_priors"] = (frequencies / learnt / np.sum(frequencies / learnt)).tolist()

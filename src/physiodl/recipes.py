@@ -183,6 +183,7 @@ class ModelConfig(_Strict):
     hparams: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     features: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
     task_options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -191,8 +192,9 @@ class EvaluationConfig(_Strict):
 
     ``class_priors``: after balanced training (oversampling or class weights), ``training``
     re-weights predicted probabilities to the class balance of the training records (calibrated
-    for data like them; best for accuracy and F1 on natural data), ``balanced`` keeps them as
-    trained (as if every class were equally likely; best for balanced accuracy).
+    for data like them; best for accuracy on natural data), ``balanced`` keeps them as trained
+    (best for balanced accuracy, and often for the F1 of a rare class, whose F1-optimal
+    threshold lies below the accuracy-optimal one). A model's ``evaluation`` table overrides it.
     """
 
     class_priors: Literal["training", "balanced"] = "training"
@@ -326,6 +328,11 @@ class RecipeConfig(_Strict):
         merged = _deep_merge(self.train.model_dump(), model.train)
         return _validate(TrainConfig, merged, f"models.{model.name}.train")
 
+    def model_evaluation(self, model: ModelConfig) -> EvaluationConfig:
+        """How one model is scored: the recipe's ``[evaluation]``, updated by the model's."""
+        merged = _deep_merge(self.evaluation.model_dump(), model.evaluation)
+        return _validate(EvaluationConfig, merged, f"models.{model.name}.evaluation")
+
     def model_seed(self, model: ModelConfig) -> int:
         """The seed of one model: its own, else the recipe's."""
         return self.seed if model.seed is None else model.seed
@@ -389,6 +396,7 @@ def recipe_from_dict(
     for model in config.models:
         config.model_train(model)
         config.model_features(model)
+        config.model_evaluation(model)
     if config.sweep is not None:
         for value in config.sweep.values:
             sweep_point(config, value)
@@ -414,6 +422,7 @@ def override_recipe(config: RecipeConfig, overrides: dict[str, Any], where: str)
     for model in changed.models:
         changed.model_train(model)
         changed.model_features(model)
+        changed.model_evaluation(model)
     return changed
 
 
