@@ -39,7 +39,7 @@ from physiodl.tasks import Task, make_task
 from physiodl.trace_evaluation import TraceEvaluation, evaluate_traces
 from physiodl.training import ChunkDataModule, fit
 from physiodl.transforms.augment import Augmentation
-from physiodl.transforms.balance import class_weights
+from physiodl.transforms.balance import LOSS_WEIGHT_POWER, class_weights
 from physiodl.window_targets import TargetWindows, check_chunks
 
 log = logging.getLogger(__name__)
@@ -327,10 +327,6 @@ def _summary(
     return summary
 
 
-#: loss-weight balance modes and the power of the inverse class frequency each weights by
-_WEIGHT_POWER = {"class_weights": 1.0, "sqrt_class_weights": 0.5}
-
-
 def _task(
     config: RecipeConfig, model_cfg: ModelConfig, raw: SignalSet, train: SignalSet, balance: str
 ) -> Task:
@@ -342,15 +338,15 @@ def _task(
         return make_task(config.task, **options)
     codes = np.asarray(train.targets)
     n_classes = len(raw.classes or ())
-    frequencies = np.bincount(codes, minlength=n_classes) / len(codes)
-    loss_weights = np.ones(n_classes)
-    if balance in _WEIGHT_POWER:
-        loss_weights = class_weights(codes, n_classes, power=_WEIGHT_POWER[balance])
-        options["class_weights"] = loss_weights.tolist()
+    # the model learns classes as frequent as frequency x loss weight (oversampling: uniform),
+    # so the way back to the training frequencies is the frequency, or 1 / loss weight
+    priors = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    if balance in LOSS_WEIGHT_POWER:
+        weights = class_weights(codes, n_classes, power=LOSS_WEIGHT_POWER[balance])
+        options["class_weights"] = weights.tolist()
+        priors = 1.0 / weights
     if balance != "none" and config.model_evaluation(model_cfg).class_priors == "training":
-        # the model learnt classes as frequent as frequency x weight (balanced by oversampling)
-        learnt = frequencies * loss_weights if balance in _WEIGHT_POWER else 1.0
-        options["class_priors"] = (frequencies / learnt / np.sum(frequencies / learnt)).tolist()
+        options["class_priors"] = (priors / priors.sum()).tolist()
     return make_task("classification", classes=raw.classes, **options)
 
 

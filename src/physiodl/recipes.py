@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from physiodl.errors import RecipeError
+from physiodl.transforms.balance import Balance
 
 TaskKind = Literal["classification", "regression", "detection", "forecasting"]
 
@@ -113,7 +114,7 @@ class FeaturesConfig(_Strict):
     spectrogram: SpectrogramConfig | None = None
     normalise: Literal["per_frequency", "per_channel", "global", "none"] = "per_channel"
     chunks: ChunkConfig = ChunkConfig()
-    balance: Literal["oversample", "class_weights", "sqrt_class_weights", "none"] = "oversample"
+    balance: Balance = "oversample"
 
     @field_validator("channels", "resample", "spectrogram", "bandpass", mode="before")
     @classmethod

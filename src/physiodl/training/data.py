@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple
 
 import lightning.pytorch as pl
 import numpy as np
@@ -23,12 +23,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from physiodl.errors import DataError, RecipeError
 from physiodl.signalset import SignalSet
 from physiodl.transforms.augment import Augmentation
-from physiodl.transforms.balance import oversample_indices
+from physiodl.transforms.balance import BALANCE_CHOICES, Balance, oversample_indices
 from physiodl.transforms.windows import PackedSignals, chunk_index, random_starts
 from physiodl.window_targets import trace_windows
-
-Balance = Literal["oversample", "class_weights", "sqrt_class_weights", "none"]
-BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
 
 
 class ChunkBatch(NamedTuple):

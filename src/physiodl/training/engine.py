@@ -24,6 +24,7 @@ from physiodl.tasks import ClassificationTask, Task
 from physiodl.training.callbacks import EpochHistory, RngStateCheckpoint
 from physiodl.training.data import ChunkDataModule
 from physiodl.training.module import OptimizerSettings, SignalModule, settings_dict
+from physiodl.transforms.balance import LOSS_WEIGHT_POWER
 
 # Trainer arguments that `fit` sets itself, and where a recipe sets them instead.
 _OWN_TRAINER_ARGS = {
@@ -218,7 +219,7 @@ def _next_epoch(checkpoint: Path) -> int:
 
 def _check_balance(task: Task, datamodule: ChunkDataModule) -> None:
     """Class-weight balancing samples naturally; the weights must be in the loss."""
-    if datamodule.balance in ("class_weights", "sqrt_class_weights") and (
+    if datamodule.balance in LOSS_WEIGHT_POWER and (
         not isinstance(task, ClassificationTask) or task.class_weights is None
     ):
         raise RecipeError(

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from physiodl.errors import DataError
+
+#: how training balances classes: repeat minority examples, weight the loss, or not at all
+Balance = Literal["oversample", "class_weights", "sqrt_class_weights", "none"]
+BALANCE_CHOICES: tuple[str, ...] = get_args(Balance)
+#: the loss-weighting modes and the power of the inverse class frequency each weights by
+LOSS_WEIGHT_POWER = {"class_weights": 1.0, "sqrt_class_weights": 0.5}
 
 
 def oversample_indices(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
