@@ -223,3 +223,19 @@ def test_whole_recording_models_take_any_length(
 def test_registry_names_are_the_classes() -> None:
     assert all(model_class(name).__name__ == name for name in list_models())
     assert list_models("*lstm*") == ["LSTMNet", "PeakBiLSTM", "TorchLSTMNet"]
+
+
+def test_resnet_recurrent_head_reads_the_last_stage_steps_in_order() -> None:
+    torch.manual_seed(0)
+    model = build_model("ResNet1d", in_channels=2, out_size=4, recurrent=8).eval()
+    assert isinstance(model.recurrent, nn.GRU) and model.head[1].in_features == 16
+    steps = torch.randn(1, 192, 9)
+    reversed_steps = steps.flip(2)
+    with torch.no_grad():
+        for length in (300, 4500):
+            assert model(torch.randn(3, 2, length)).shape == (3, 4)
+        pooled = [
+            model.head(model.recurrent(s.transpose(1, 2))[0].mean(1))
+            for s in (steps, reversed_steps)
+        ]
+    assert not torch.allclose(pooled[0], pooled[1])  # order matters, unlike a plain mean

@@ -11,6 +11,7 @@ from physiodl.signalset import SignalSet
 from physiodl.transforms.channels import select_channels
 from physiodl.transforms.filters import bandpass, resample
 from physiodl.transforms.normalise import Normaliser, fit_normaliser
+from physiodl.transforms.rr_intervals import append_rr_channel
 from physiodl.transforms.spectral import spectrogram
 
 _NORMALISER_KIND = {
@@ -22,7 +23,8 @@ _NORMALISER_KIND = {
 
 @dataclass(frozen=True)
 class FeaturePipeline:
-    """Select channels, resample, band-pass, spectrogram (each optional), then normalise.
+    """Select channels, resample, band-pass, RR intervals or spectrogram (each optional), then
+    normalise.
 
     ``input_fs`` is the sampling rate the steps expect: recordings at another rate are resampled
     to it first, so a model trained at 300 Hz can label a 500 Hz recording. The normaliser is fitted
@@ -52,6 +54,8 @@ class FeaturePipeline:
             ss = resample(ss, self.input_fs)
         if self.config.bandpass is not None:
             ss = bandpass(ss, *self.config.bandpass)
+        if self.config.rr_intervals:
+            ss = append_rr_channel(ss)
         if self.config.spectrogram is not None:
             spec = self.config.spectrogram
             ss = spectrogram(ss, nperseg=spec.nperseg, noverlap=spec.noverlap, log=spec.log)
@@ -60,7 +64,8 @@ class FeaturePipeline:
     def changes(self, fs: float) -> bool:
         """Whether `transform` changes recordings sampled at ``fs`` (else they pass as they are)."""
         steps = (self.config.bandpass, self.config.spectrogram)
-        return fs != self.input_fs or any(step is not None for step in steps)
+        changed = self.config.rr_intervals or any(step is not None for step in steps)
+        return fs != self.input_fs or changed
 
     def fit(self, train: SignalSet) -> FeaturePipeline:
         """A copy whose normaliser is fitted on already-transformed training records."""
@@ -79,8 +84,11 @@ class FeaturePipeline:
     def cache_key(self) -> dict[str, Any]:
         """What determines `transform`'s output, for the feature cache."""
         keys = {"resample", "bandpass", "spectrogram"}
-        if self.config.channels is not None:  # absent when unset: earlier cache keys still hold
+        # absent when unset: earlier cache keys still hold
+        if self.config.channels is not None:
             keys.add("channels")
+        if self.config.rr_intervals:
+            keys.add("rr_intervals")
         return {"input_fs": self.input_fs, **self.config.model_dump(mode="json", include=keys)}
 
     def to_dict(self) -> dict[str, Any]:

@@ -106,12 +106,15 @@ class FeaturesConfig(_Strict):
     """Preprocessing applied to every record, identically at training and prediction time.
 
     ``channels`` keeps these input channels, by name and in this order (default: all).
+    ``rr_intervals`` appends the RR-interval track of the first channel (an ECG) as one more
+    channel, after band-passing (`physiodl.transforms.rr_intervals`).
     """
 
     channels: list[str] | None = None
     resample: float | None = Field(None, gt=0)
     bandpass: tuple[float, float] | None = None
     spectrogram: SpectrogramConfig | None = None
+    rr_intervals: bool = False
     normalise: Literal["per_frequency", "per_channel", "global", "none"] = "per_channel"
     chunks: ChunkConfig = ChunkConfig()
     balance: Balance = "oversample"
@@ -121,6 +124,12 @@ class FeaturesConfig(_Strict):
     def _false_means_off(cls, value: Any) -> Any:
         """TOML has no null: ``spectrogram = false`` in a model override turns the step off."""
         return None if value is False else value
+
+    @model_validator(mode="after")
+    def _rr_intervals_on_raw_signals(self) -> FeaturesConfig:
+        if self.rr_intervals and self.spectrogram is not None:
+            raise ValueError("rr_intervals needs the raw signal: turn off the spectrogram")
+        return self
 
 
 class OptimizerConfig(_Strict):
@@ -135,6 +144,9 @@ class AugmentConfig(_Strict):
     scale: float = Field(0.0, ge=0.0, lt=1.0)
     flip: bool = False
     noise: float = Field(0.0, ge=0.0)
+    channels: list[int] | None = Field(
+        None, description="indices of the channels augmented (default: all)"
+    )
 
 
 class TrainConfig(_Strict):

@@ -64,6 +64,9 @@ class ResNet1d(nn.Module):
     downsample by 512: 15 s at 300 Hz end as 9 steps of 192 features; most computation is
     in the early, narrow stages. Any input length works (a few hundred samples or more
     make sense). ``se_reduction``: squeeze-excitation reduction ratio, 0 for none.
+    ``recurrent``: hidden size of a bidirectional GRU over the last stage's steps before the
+    mean (0 for none): each step's features then see the whole input, not only their
+    receptive field.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ResNet1d(nn.Module):
         stem_stride: int = 4,
         dropout: float = 0.2,
         se_reduction: int = 8,
+        recurrent: int = 0,
     ) -> None:
         super().__init__()
         stem = widths[0]
@@ -94,8 +98,15 @@ class ResNet1d(nn.Module):
                 layers.append(ResidualBlock(inputs, width, kernel_size, stride, se_reduction))
                 inputs = width
         self.features = nn.Sequential(*layers)
+        self.recurrent: nn.GRU | None = None
+        if recurrent:
+            self.recurrent = nn.GRU(inputs, recurrent, batch_first=True, bidirectional=True)
+            inputs = 2 * recurrent
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(inputs, out_size))
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, channels, time)`` -> ``(batch, out_size)``."""
-        return self.head(self.features(x).mean(dim=2))
+        steps = self.features(x)
+        if self.recurrent is not None:
+            steps = self.recurrent(steps.transpose(1, 2))[0].transpose(1, 2)
+        return self.head(steps.mean(dim=2))

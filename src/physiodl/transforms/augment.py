@@ -5,7 +5,7 @@ Random chunks (the seed's augmentation) live in `physiodl.transforms.windows`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,21 +19,41 @@ class Augmentation:
     ``scale``: amplitude factors from ``[1 - scale, 1 + scale]``; ``flip``: invert the sign of
     half of the examples (ECG leads are often recorded the wrong way round); ``noise``: Gaussian
     noise of ``noise`` times each example's standard deviation. Zero / false turns one off.
+    ``channels``: the indices of the channels augmented (default all), e.g. ``[0]`` to leave
+    derived channels such as an RR-interval track as they are.
     """
 
     scale: float = 0.0
     flip: bool = False
     noise: float = 0.0
+    channels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.scale < 1:
             raise RecipeError(f"augment.scale = {self.scale} must lie in [0, 1)")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(self.channels))
 
     @property
     def active(self) -> bool:
         return self.scale > 0 or self.flip or self.noise > 0
 
+    def checked(self, n_channels: int) -> Augmentation:
+        """``self``, once its ``channels`` are known to exist in ``n_channels``-channel input."""
+        if self.channels is not None and not all(0 <= c < n_channels for c in self.channels):
+            raise RecipeError(
+                f"train.augment.channels = {list(self.channels)}: the model's input has channels "
+                f"0 to {n_channels - 1}"
+            )
+        return self
+
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.channels is not None:
+            x = _batch(x)
+            chosen = list(self.channels)
+            out = x.astype(np.float32, copy=True)
+            out[:, chosen] = replace(self, channels=None)(x[:, chosen], rng)
+            return out
         if self.scale > 0:
             x = amplitude_scale(x, rng, 1 - self.scale, 1 + self.scale)
         if self.flip:
