@@ -239,3 +239,20 @@ def test_resnet_recurrent_head_reads_the_last_stage_steps_in_order() -> None:
             for s in (steps, reversed_steps)
         ]
     assert not torch.allclose(pooled[0], pooled[1])  # order matters, unlike a plain mean
+
+
+def test_resnet_meanmax_pool_keeps_a_brief_event_that_the_mean_dilutes() -> None:
+    model = build_model("ResNet1d", in_channels=1, out_size=2, pool="meanmax").eval()
+    assert model.head[1].in_features == 2 * 192
+    steps = torch.zeros(1, 192, 40)
+    steps[0, 5, 17] = 4.0  # one step of one feature fires
+    model.features = nn.Identity()
+    with torch.no_grad():
+        model.head[1].weight.zero_()
+        model.head[1].bias.zero_()
+        model.head[1].weight[0, 192 + 5] = 1.0  # reads the maximum of feature 5
+        model.head[1].weight[1, 5] = 1.0  # reads its mean
+        logits = model(steps)
+    assert logits[0].tolist() == pytest.approx([4.0, 0.1])
+    with pytest.raises(ValueError, match="pool = 'median'"):
+        build_model("ResNet1d", in_channels=1, out_size=2, pool="median")

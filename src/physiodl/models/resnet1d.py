@@ -9,6 +9,8 @@ from torch import Tensor, nn
 
 from physiodl.models.registry import register_model
 
+POOLS = ("mean", "meanmax")
+
 
 class SqueezeExcitation(nn.Module):
     """Channel gates from the time-averaged activations (Hu et al., 2018)."""
@@ -66,7 +68,8 @@ class ResNet1d(nn.Module):
     make sense). ``se_reduction``: squeeze-excitation reduction ratio, 0 for none.
     ``recurrent``: hidden size of a bidirectional GRU over the last stage's steps before the
     mean (0 for none): each step's features then see the whole input, not only their
-    receptive field.
+    receptive field. ``pool``: ``mean`` over time, or ``meanmax`` (the mean and the maximum,
+    concatenated: a brief event anywhere in a long record keeps its weight).
     """
 
     def __init__(
@@ -82,8 +85,12 @@ class ResNet1d(nn.Module):
         dropout: float = 0.2,
         se_reduction: int = 8,
         recurrent: int = 0,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool = {pool!r} is not one of {', '.join(POOLS)}")
+        self.pool = pool
         stem = widths[0]
         layers: list[nn.Module] = [
             nn.Conv1d(in_channels, stem, stem_kernel, stem_stride, stem_kernel // 2, bias=False),
@@ -102,6 +109,8 @@ class ResNet1d(nn.Module):
         if recurrent:
             self.recurrent = nn.GRU(inputs, recurrent, batch_first=True, bidirectional=True)
             inputs = 2 * recurrent
+        if pool == "meanmax":
+            inputs *= 2
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(inputs, out_size))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -109,4 +118,7 @@ class ResNet1d(nn.Module):
         steps = self.features(x)
         if self.recurrent is not None:
             steps = self.recurrent(steps.transpose(1, 2))[0].transpose(1, 2)
-        return self.head(steps.mean(dim=2))
+        pooled = steps.mean(dim=2)
+        if self.pool == "meanmax":
+            pooled = torch.cat((pooled, steps.amax(dim=2)), dim=1)
+        return self.head(pooled)
