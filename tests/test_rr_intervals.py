@@ -93,13 +93,16 @@ def test_pipeline_appends_the_channel_after_band_pass_and_keys_its_cache() -> No
         FeaturesConfig(rr_intervals=True, spectrogram={"nperseg": 32, "noverlap": 4})
 
 
-def test_augmentation_can_leave_derived_channels_alone() -> None:
+def test_augmentation_leaves_derived_channels_alone_unless_told() -> None:
     batch = np.random.default_rng(0).standard_normal((32, 2, 40)).astype(np.float32)
     out = Augmentation(scale=0.3, flip=True, noise=0.1, channels=[0])(
         batch, np.random.default_rng(1)
     )
     np.testing.assert_array_equal(out[:, 1], batch[:, 1])
     assert np.abs(out[:, 0] - batch[:, 0]).mean() > 0.1
-    assert Augmentation(flip=True, channels=[1]).checked(2).channels == (1,)
-    with pytest.raises(RecipeError, match=r"augment.channels = \[2\]: .* channels 0 to 1"):
-        Augmentation(flip=True, channels=[2]).checked(2)
+    names = ("ECG", RR_CHANNEL)
+    assert Augmentation(flip=True, channels=[1]).checked(names).channels == (1,)
+    assert Augmentation(flip=True).checked(names).channels == (0,)  # derived: left alone
+    assert Augmentation(flip=True).checked(("ECG", "PPG")).channels is None  # all measured
+    with pytest.raises(RecipeError, match=r"augment.channels = \[2\]: .* 0 to 1 \(ECG, rr_"):
+        Augmentation(flip=True, channels=[2]).checked(names)

@@ -208,9 +208,7 @@ def _train_fold(
             batch_size=train_cfg.batch_size,
             num_workers=train_cfg.num_workers,
             seed=seed,
-            augmentation=Augmentation(**train_cfg.augment.model_dump()).checked(
-                train_set.n_channels
-            ),
+            augmentation=Augmentation(**train_cfg.augment.model_dump()).checked(train_set.channels),
             target_stride=target_stride,
             rate_scale=train_cfg.rate_scale,
         )

@@ -5,11 +5,16 @@ Random chunks (the seed's augmentation) live in `physiodl.transforms.windows`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from physiodl.errors import RecipeError
+from physiodl.transforms.rr_intervals import RR_CHANNEL
+
+DERIVED_CHANNELS = (RR_CHANNEL,)
+"""Channels computed from others, which amplitude augmentations must not alter."""
 
 
 @dataclass(frozen=True)
@@ -19,8 +24,8 @@ class Augmentation:
     ``scale``: amplitude factors from ``[1 - scale, 1 + scale]``; ``flip``: invert the sign of
     half of the examples (ECG leads are often recorded the wrong way round); ``noise``: Gaussian
     noise of ``noise`` times each example's standard deviation. Zero / false turns one off.
-    ``channels``: the indices of the channels augmented (default all), e.g. ``[0]`` to leave
-    derived channels such as an RR-interval track as they are.
+    ``channels``: the indices of the channels augmented; by default (`checked`) every measured
+    channel, leaving derived ones such as the RR-interval track as they are.
     """
 
     scale: float = 0.0
@@ -38,12 +43,17 @@ class Augmentation:
     def active(self) -> bool:
         return self.scale > 0 or self.flip or self.noise > 0
 
-    def checked(self, n_channels: int) -> Augmentation:
-        """``self``, once its ``channels`` are known to exist in ``n_channels``-channel input."""
-        if self.channels is not None and not all(0 <= c < n_channels for c in self.channels):
+    def checked(self, channel_names: Sequence[str]) -> Augmentation:
+        """``self`` for input with these channels: listed ``channels`` must exist; unlisted,
+        they are the measured channels, without derived ones (`DERIVED_CHANNELS`)."""
+        n_channels = len(channel_names)
+        if self.channels is None:
+            measured = [i for i, name in enumerate(channel_names) if name not in DERIVED_CHANNELS]
+            return self if len(measured) == n_channels else replace(self, channels=measured)
+        if not all(0 <= c < n_channels for c in self.channels):
             raise RecipeError(
                 f"train.augment.channels = {list(self.channels)}: the model's input has channels "
-                f"0 to {n_channels - 1}"
+                f"0 to {n_channels - 1} ({', '.join(channel_names)})"
             )
         return self
 
