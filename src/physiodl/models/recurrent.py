@@ -64,10 +64,12 @@ class _RNNScan(torch.autograd.Function):
 
 
 class _LSTMScan(torch.autograd.Function):
-    """LSTM over a time-major sequence, gates in `torch.nn.LSTM`'s order ``i, f, g, o``.
+    """LSTM over a time-major sequence; parameters in `torch.nn.LSTM`'s gate order ``i, f, g, o``.
 
     ``i, f, o = σ(a)``, ``g = tanh(a)`` with ``a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh``;
-    ``c_t = f ⊙ c_{t-1} + i ⊙ g``; ``h_t = o ⊙ tanh(c_t)``.
+    ``c_t = f ⊙ c_{t-1} + i ⊙ g``; ``h_t = o ⊙ tanh(c_t)``. Inside, the rows are taken in the
+    order ``i, f, o, g`` so that the three sigmoid gates are one contiguous block: one
+    operation per step for them, forwards and backwards.
     """
 
     @staticmethod
@@ -84,44 +86,59 @@ class _LSTMScan(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         steps, batch, _ = x.shape
         hidden = w_hh.shape[1]
+        order = _sigmoid_gates_first(hidden, x.device)
+        w_ih, w_hh = w_ih[order], w_hh[order]
         # the input part of every step's pre-activations in one product
-        gates = torch.addmm(b_ih + b_hh, _flat(x), w_ih.t()).view(steps, batch, 4 * hidden)
+        gates = torch.addmm((b_ih + b_hh)[order], _flat(x), w_ih.t())
+        gates = gates.view(steps, batch, 4 * hidden)
         h, c = x.new_empty(2, steps + 1, batch, hidden)
         tanh_c = x.new_empty(steps, batch, hidden)
         h[0], c[0] = h0, c0
         per_step = zip(gates, h[:-1], h[1:], c[:-1], c[1:], tanh_c, strict=True)
         for a_t, h_prev, h_t, c_prev, c_t, tanh_c_t in per_step:
             a_t.addmm_(h_prev, w_hh.t())
-            a_t[:, : 2 * hidden].sigmoid_()  # i, f
-            i, f, g, o = a_t.chunk(4, dim=1)
-            g.tanh_(), o.sigmoid_()
-            torch.mul(f, c_prev, out=c_t).addcmul_(i, g)  # c_t = f ⊙ c_{t-1} + i ⊙ g
+            a_t[:, : 3 * hidden].sigmoid_()  # i, f, o
+            i, f, o, g = a_t.chunk(4, dim=1)
+            torch.mul(f, c_prev, out=c_t).addcmul_(i, g.tanh_())  # c_t = f ⊙ c_{t-1} + i ⊙ g
             torch.mul(o, torch.tanh(c_t, out=tanh_c_t), out=h_t)  # h_t = o ⊙ tanh(c_t)
-        ctx.save_for_backward(x, w_ih, w_hh, gates, h, c, tanh_c)
+        ctx.save_for_backward(x, w_ih, w_hh, gates, h, c, tanh_c, order)
         return h[1:], c[steps]
 
     @staticmethod
     def backward(ctx: FunctionCtx, d_out: Tensor, d_c_last: Tensor) -> tuple[Tensor | None, ...]:
-        x, w_ih, w_hh, gates, h, c, tanh_c = ctx.saved_tensors
+        x, w_ih, w_hh, gates, h, c, tanh_c, order = ctx.saved_tensors
         steps = x.shape[0]
         hidden = w_hh.shape[1]
-        d_gates = torch.empty_like(gates)  # dL/d(pre-activations) of i, f, g, o, every step
-        d_h, d_c = d_out[steps - 1], d_c_last
+        d_gates = torch.empty_like(gates)  # dL/d(pre-activations) of i, f, o, g, every step
+        # per-step buffers, overwritten in place: no allocation inside the loop
+        d_h, d_c, scratch = d_out[steps - 1].clone(), d_c_last.clone(), torch.empty_like(d_c_last)
         for t in reversed(range(steps)):
-            i, f, g, o = gates[t].chunk(4, dim=1)
-            d_i, d_f, d_g, d_o = d_gates[t].chunk(4, dim=1)
-            # h_t = o ⊙ tanh(c_t): dL/do = dL/dh_t ⊙ tanh(c_t), dL/dc_t += dL/dh_t ⊙ o ⊙ tanh'
+            i, f, o, g = gates[t].chunk(4, dim=1)
+            d_i, d_f, d_o, d_g = d_gates[t].chunk(4, dim=1)
+            # h_t = o ⊙ tanh(c_t): dL/do = dL/dh_t ⊙ tanh(c_t),
+            # dL/dc_t += dL/dh_t ⊙ o ⊙ (1 - tanh²(c_t)) = dL/dh_t ⊙ o - dL/do ⊙ o ⊙ tanh(c_t)
             torch.mul(d_h, tanh_c[t], out=d_o)
-            d_c = d_c + _times_tanh_slope(d_h * o, tanh_c[t])
+            d_c.addcmul_(d_h, o).addcmul_(torch.mul(d_o, o, out=scratch), tanh_c[t], value=-1)
             # c_t = f ⊙ c_{t-1} + i ⊙ g: dL/di = dL/dc_t ⊙ g, dL/df = dL/dc_t ⊙ c_{t-1}, ...
             torch.mul(d_c, g, out=d_i), torch.mul(d_c, c[t], out=d_f), torch.mul(d_c, i, out=d_g)
-            d_c = d_c * f  # dL/dc_{t-1}
+            d_c.mul_(f)  # dL/dc_{t-1}
             # from the gates to their pre-activations a_t
-            _times_sigmoid_slope(d_gates[t, :, : 2 * hidden], gates[t, :, : 2 * hidden])
-            _times_tanh_slope(d_g, g), _times_sigmoid_slope(d_o, o)
+            _times_sigmoid_slope(d_gates[t, :, : 3 * hidden], gates[t, :, : 3 * hidden])
+            d_g.addcmul_(torch.mul(d_g, g, out=scratch), g, value=-1)  # ⊙ (1 - g²)
             # a_t = ... + h_{t-1} W_hh^T: dL/dh_{t-1} = dL/da_t W_hh + its own output's gradient
-            d_h = torch.addmm(d_out[t - 1], d_gates[t], w_hh) if t else d_gates[0] @ w_hh
-        return _parameter_grads(ctx, x, w_ih, h, d_gates, d_gates, d_h, d_c)
+            if t:
+                torch.addmm(d_out[t - 1], d_gates[t], w_hh, out=d_h)
+            else:
+                torch.mm(d_gates[0], w_hh, out=d_h)
+        d_x, d_h0, d_c0, *d_weights = _parameter_grads(ctx, x, w_ih, h, d_gates, d_gates, d_h, d_c)
+        torch_order = torch.argsort(order)
+        return d_x, d_h0, d_c0, *(d[torch_order] for d in d_weights)
+
+
+def _sigmoid_gates_first(hidden: int, device: torch.device) -> Tensor:
+    """Row indices taking `torch.nn.LSTM`'s gate blocks ``i, f, g, o`` as ``i, f, o, g``."""
+    blocks = torch.arange(4 * hidden, device=device).view(4, hidden)
+    return blocks[[0, 1, 3, 2]].reshape(-1)
 
 
 class _GRUScan(torch.autograd.Function):
@@ -216,7 +233,9 @@ def _parameter_grads(
     d_x = (d_in @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
     d_w_ih = d_in.t() @ _flat(x)
     d_w_hh = d_rec.t() @ _flat(h[:-1])
-    return d_x, *d_states, d_w_ih, d_w_hh, d_in.sum(0), d_rec.sum(0)
+    d_b_ih = d_in.sum(0)
+    d_b_hh = d_b_ih.clone() if d_recurrent is d_input else d_rec.sum(0)  # equal for RNN, LSTM
+    return d_x, *d_states, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 class _Recurrent(nn.Module):
