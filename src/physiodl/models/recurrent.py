@@ -124,7 +124,7 @@ class _LSTMScan(torch.autograd.Function):
             d_c.mul_(f)  # dL/dc_{t-1}
             # from the gates to their pre-activations a_t
             _times_sigmoid_slope(d_gates[t, :, : 3 * hidden], gates[t, :, : 3 * hidden])
-            d_g.addcmul_(torch.mul(d_g, g, out=scratch), g, value=-1)  # ⊙ (1 - g²)
+            _times_tanh_slope(d_g, g, scratch)
             # a_t = ... + h_{t-1} W_hh^T: dL/dh_{t-1} = dL/da_t W_hh + its own output's gradient
             if t:
                 torch.addmm(d_out[t - 1], d_gates[t], w_hh, out=d_h)
@@ -210,9 +210,10 @@ def _times_sigmoid_slope(d: Tensor, s: Tensor) -> Tensor:
     return d.mul_(s).addcmul_(d, s, value=-1)
 
 
-def _times_tanh_slope(d: Tensor, y: Tensor) -> Tensor:
-    """``d ← d ⊙ (1 - y²)`` in place: the chain rule through ``y = tanh(a)``."""
-    return d.addcmul_(d * y, y, value=-1)
+def _times_tanh_slope(d: Tensor, y: Tensor, scratch: Tensor | None = None) -> Tensor:
+    """``d ← d ⊙ (1 - y²)`` in place: the chain rule through ``y = tanh(a)``; ``scratch``, a
+    buffer shaped like ``d``, saves allocating the intermediate ``d ⊙ y``."""
+    return d.addcmul_(torch.mul(d, y, out=scratch), y, value=-1)
 
 
 def _parameter_grads(
