@@ -15,6 +15,7 @@ from physiodl.errors import DataError, RecipeError
 from physiodl.signalset import SignalSet
 from physiodl.transforms import filters
 from physiodl.transforms.spectral import (
+    LOG_FLOOR,
     frequency_channel_names,
     spectrogram,
     spectrogram_frames,
@@ -106,11 +107,26 @@ def test_a_sinusoid_peaks_in_its_frequency_channel() -> None:
     assert power.sum() - power[8] < 0.06
 
 
-def test_log_is_log1p_of_the_power() -> None:
+def test_log_is_the_log_of_the_power_floored_below_the_peak() -> None:
     ss = make_set([500])
-    np.testing.assert_allclose(
-        spectrogram(ss, log=True).signals[0], np.log1p(spectrogram(ss).signals[0]), rtol=1e-6
-    )
+    power = spectrogram(ss).signals[0]
+    floored = np.maximum(power, power.max() * LOG_FLOOR)
+    np.testing.assert_allclose(spectrogram(ss, log=True).signals[0], np.log(floored), rtol=1e-5)
+
+
+def test_log_values_do_not_depend_on_the_signal_units() -> None:
+    """ECG in mV has powers of 1e-7..1e-2, where a log1p would be the identity: the log of a
+    record in microvolts must differ by one constant only."""
+    ss = make_set([500])
+    in_micro = ss.with_signals([x * 1000.0 for x in ss.signals])
+    shift = spectrogram(in_micro, log=True).signals[0] - spectrogram(ss, log=True).signals[0]
+    np.testing.assert_allclose(shift, np.log(1e6), rtol=1e-4)
+
+
+def test_log_of_a_silent_record_is_finite() -> None:
+    ss = make_set([300])
+    silent = ss.with_signals([np.zeros_like(x) for x in ss.signals])
+    assert np.isfinite(spectrogram(silent, log=True).signals[0]).all()
 
 
 def test_bad_settings_and_short_records_are_errors() -> None:

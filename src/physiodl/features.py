@@ -12,7 +12,7 @@ from physiodl.transforms.channels import select_channels
 from physiodl.transforms.filters import bandpass, resample
 from physiodl.transforms.normalise import Normaliser, fit_normaliser
 from physiodl.transforms.rr_intervals import append_rr_channel
-from physiodl.transforms.spectral import spectrogram
+from physiodl.transforms.spectral import LOG_FLOOR, spectrogram
 
 _NORMALISER_KIND = {
     "per_frequency": "per_channel",
@@ -89,7 +89,10 @@ class FeaturePipeline:
             keys.add("channels")
         if self.config.rr_intervals:
             keys.add("rr_intervals")
-        return {"input_fs": self.input_fs, **self.config.model_dump(mode="json", include=keys)}
+        key = {"input_fs": self.input_fs, **self.config.model_dump(mode="json", include=keys)}
+        if self.config.spectrogram is not None and self.config.spectrogram.log:
+            key["log_floor"] = LOG_FLOOR  # log1p before: those caches must not be reused
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         return {

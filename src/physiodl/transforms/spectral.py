@@ -29,6 +29,12 @@ def frequency_channel_names(channels: tuple[str, ...], frequencies: np.ndarray) 
     return tuple(f"{channel} {label}" for channel in channels for label in labels)
 
 
+#: ``log=True``: power is floored at this fraction of the record's peak power (80 dB of dynamic
+#: range) before the log, so silence stays finite. The log does not depend on the signal's units:
+#: scaling a record shifts all its values by the same constant, which normalisation removes.
+LOG_FLOOR = 1e-8
+
+
 def spectrogram(
     ss: SignalSet, *, nperseg: int = 32, noverlap: int = 4, log: bool = False
 ) -> SignalSet:
@@ -37,7 +43,8 @@ def spectrogram(
     Each record ``(C, T)`` becomes ``(C * F, frames)`` with ``F = nperseg // 2 + 1`` frequencies
     (channels ordered source channel first, then frequency) and as many frames as scipy gives for
     the record's own length, so no padding enters a frame. ``fs`` becomes frames per second,
-    ``fs / (nperseg - noverlap)``. ``log=True`` stores ``log1p`` of the power. Records of equal
+    ``fs / (nperseg - noverlap)``. ``log=True`` stores the natural log of the power, floored at
+    `LOG_FLOOR` times the record's peak power. Records of equal
     length are computed together in batches of bounded size. ``ids``, ``targets``, ``groups`` and
     ``meta`` are kept (per-sample targets are not mapped onto frames).
     """
@@ -64,7 +71,9 @@ def spectrogram(
             noverlap=noverlap,
         )
         if log:
-            np.log1p(sxx, out=sxx)
+            peak = sxx.max(axis=(1, 2, 3), keepdims=True)
+            floor = np.maximum(peak * LOG_FLOOR, np.finfo(sxx.dtype).tiny)
+            np.log(np.maximum(sxx, floor, out=sxx), out=sxx)
         n, channels, n_freq, frames = sxx.shape
         # scipy returns a strided view into a larger complex buffer: copy out contiguous records
         return np.ascontiguousarray(sxx.reshape(n, channels * n_freq, frames))
