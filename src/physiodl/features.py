@@ -91,7 +91,7 @@ class FeaturePipeline:
             keys.add("rr_intervals")
         key = {"input_fs": self.input_fs, **self.config.model_dump(mode="json", include=keys)}
         if self.config.spectrogram is not None and self.config.spectrogram.log:
-            key["log_floor"] = LOG_FLOOR  # log1p before: those caches must not be reused
+            key["log_floor"] = LOG_FLOOR  # the log was log1p before: keeps old caches apart
         return key
 
     def to_dict(self) -> dict[str, Any]:

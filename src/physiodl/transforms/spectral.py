@@ -44,9 +44,9 @@ def spectrogram(
     (channels ordered source channel first, then frequency) and as many frames as scipy gives for
     the record's own length, so no padding enters a frame. ``fs`` becomes frames per second,
     ``fs / (nperseg - noverlap)``. ``log=True`` stores the natural log of the power, floored at
-    `LOG_FLOOR` times the record's peak power. Records of equal
-    length are computed together in batches of bounded size. ``ids``, ``targets``, ``groups`` and
-    ``meta`` are kept (per-sample targets are not mapped onto frames).
+    `LOG_FLOOR` times the record's peak power. Records of equal length are computed together in
+    batches of bounded size. ``ids``, ``targets``, ``groups`` and ``meta`` are kept (per-sample
+    targets are not mapped onto frames).
     """
     if nperseg < 2 or not 0 <= noverlap < nperseg:
         raise RecipeError(
